@@ -1,0 +1,33 @@
+//! Token auth of the public API: `X-User-Id` + `X-Auth-Token` (SPEC §3).
+
+use crate::http::{ApiError, AppState};
+use crate::store::Caller;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use std::future::{ready, Ready};
+
+/// The caller, authenticated. Taking it as a handler argument is what makes a
+/// route require login.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Ready<Result<Authenticated, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            authenticate(req)
+                .map(Authenticated)
+                .ok_or_else(ApiError::login_required),
+        )
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Option<Caller> {
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    state
+        .store
+        .authenticate(header("x-user-id")?, header("x-auth-token")?)
+}

@@ -1,0 +1,41 @@
+//! Bearer-token auth of the internal API.
+
+use crate::http::{ApiError, AppState};
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpRequest};
+use std::future::{ready, Ready};
+
+/// Proof that the request carried the ingest token. Every internal handler takes
+/// one, so no internal route can be mounted without auth.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestAuth;
+
+impl FromRequest for IngestAuth {
+    type Error = ApiError;
+    type Future = Ready<Result<IngestAuth, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(check(req))
+    }
+}
+
+fn check(req: &HttpRequest) -> Result<IngestAuth, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(ApiError::ingest_disabled)?;
+    if !state.ingest_enabled() {
+        return Err(ApiError::ingest_disabled());
+    }
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::ingest_unauthorized)?;
+    if state.is_ingest_token(presented.trim()) {
+        Ok(IngestAuth)
+    } else {
+        Err(ApiError::ingest_unauthorized())
+    }
+}

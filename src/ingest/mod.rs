@@ -1,0 +1,41 @@
+//! The internal (ingest) API, `/internal/v1/*` (SPEC §4): how the chat server
+//! pushes users, tokens, connections and statuses in. Bearer-token protected.
+
+mod auth;
+mod ops;
+mod routes;
+
+pub use auth::IngestAuth;
+pub use ops::{parse_batch_op, parse_op, OpKind};
+
+use crate::http::not_found;
+use actix_web::web;
+
+/// Mounts the internal routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(not_found));
+    cfg.service(
+        web::scope("/internal/v1")
+            .service(
+                resource("/users/{id}")
+                    .route(web::put().to(routes::put_user))
+                    .route(web::delete().to(routes::delete_user)),
+            )
+            .service(
+                resource("/users/{id}/tokens")
+                    .route(web::post().to(routes::add_token))
+                    .route(web::delete().to(routes::revoke_token)),
+            )
+            .service(resource("/users/{id}/status").route(web::put().to(routes::set_status)))
+            .service(
+                resource("/connections/{id}")
+                    .route(web::put().to(routes::put_connection))
+                    .route(web::delete().to(routes::delete_connection)),
+            )
+            .service(resource("/instances/{id}").route(web::delete().to(routes::delete_instance)))
+            .service(resource("/batch").route(web::post().to(routes::batch)))
+            .service(resource("/settings").route(web::put().to(routes::put_settings)))
+            .service(resource("/stats").route(web::get().to(routes::stats)))
+            .default_service(web::to(not_found)),
+    );
+}

@@ -1,0 +1,36 @@
+//! presenced: an in-memory user-presence service, a drop-in for Rocket.Chat's
+//! `GET /api/v1/users.presence`, run as a sidecar beside a chat server.
+//!
+//! The chat server pushes presence signals in over the internal API; frontends
+//! poll the public API for full snapshots, deltas since a time or a cursor, or a
+//! list of ids. Every visible change goes into a concurrent map and a
+//! time-ordered change log, so a delta reads only recent changes.
+//!
+//! # Layout
+//!
+//! - [`config`]: TOML file + environment into validated [`config::Settings`].
+//! - [`domain`]: ids, statuses and the status rules, profiles, token hashes, the `from` parser.
+//! - [`store`]: the [`store::Store`] handle: user map, change log, connection expiry.
+//! - [`api`]: the public Rocket.Chat-compatible routes and their auth.
+//! - [`ingest`]: the internal `/internal/v1` routes the chat server pushes to.
+//! - [`http`]: the error type and bodies shared by both APIs.
+//! - [`probes`]: `/health`, `/ready`, `/metrics`.
+//! - [`startup`]: [`startup::Application`], binding and running it all.
+//! - [`demo`]: the `--demo` seed and churn.
+//!
+//! Data flows one way: the HTTP edge parses into domain types, the store applies
+//! and logs the change, readers serialize from the store's pre-rendered views.
+
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod probes;
+pub mod startup;
+pub mod store;
+
+pub use config::Settings;
+pub use startup::Application;
+pub use store::Store;

@@ -1,0 +1,60 @@
+//! Operator endpoints: `/health` (alive), `/ready` (serving), `/metrics`
+//! (Prometheus text exposition of the store's counts).
+
+use crate::http::{json_response, AppState};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use std::fmt::Write as _;
+
+/// `GET /health`: the process is up and answering.
+pub async fn health() -> HttpResponse {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
+}
+
+/// `GET /ready`: the store is loaded and requests are served. An in-memory
+/// single process is ready as soon as it listens.
+pub async fn ready() -> HttpResponse {
+    json_response(StatusCode::OK, r#"{"ready":true}"#.to_owned())
+}
+
+/// `GET /metrics`
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let stats = state.store.stats();
+    let mut out = String::with_capacity(1024);
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge("presenced_users", "Users known.", stats.users as f64);
+    gauge(
+        "presenced_users_online",
+        "Users whose visible status is not offline.",
+        stats.online as f64,
+    );
+    gauge(
+        "presenced_connections",
+        "Open connections.",
+        stats.connections as f64,
+    );
+    gauge(
+        "presenced_changelog_entries",
+        "Changes held in the change log.",
+        stats.log.entries as f64,
+    );
+    gauge(
+        "presenced_changelog_head",
+        "Sequence number of the newest change.",
+        stats.log.head.seq() as f64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP presenced_connections_expired_total Connections expired for lack of heartbeats.\n\
+         # TYPE presenced_connections_expired_total counter\npresenced_connections_expired_total {}",
+        stats.expired
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

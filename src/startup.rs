@@ -1,0 +1,94 @@
+//! The application: binds the listener, wires the store into the HTTP server,
+//! runs the background tasks, and stops on SIGTERM/SIGINT.
+
+use crate::config::Settings;
+use crate::http::{not_found, AppState};
+use crate::store::{ExpiryTask, Store, StoreOptions};
+use crate::{api, demo, ingest, probes};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+
+/// Every route of the service, in one table shared by the server and the tests.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(api::configure)
+        .configure(ingest::configure)
+        .route("/health", web::get().to(probes::health))
+        .route("/ready", web::get().to(probes::ready))
+        .route("/metrics", web::get().to(probes::metrics));
+}
+
+/// A built, listening, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+    demo: bool,
+}
+
+impl Application {
+    /// Binds `settings.server.bind` (port 0 picks a free port) and builds the
+    /// server. Must be called inside a tokio runtime.
+    pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
+        let listener = TcpListener::bind(settings.server.bind)?;
+        let port = listener.local_addr()?.port();
+        let presence = &settings.presence;
+        let store = Store::new(&StoreOptions {
+            changelog_capacity: presence.changelog_capacity,
+            delta_window: presence.delta_window,
+            connection_ttl: presence.connection_ttl,
+            allow_invisible: presence.allow_invisible,
+            broadcast_disabled: presence.broadcast_disabled,
+        });
+        let mut ingest_token = settings.ingest.token.clone();
+        if demo {
+            demo::seed(&store);
+            ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
+        }
+        if ingest_token.is_none() {
+            tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
+        }
+        let state = web::Data::new(AppState::new(
+            store.clone(),
+            presence.delta_window,
+            presence.max_ids,
+            settings.server.max_body_bytes,
+            ingest_token.as_deref(),
+        ));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_grace.as_secs());
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            store,
+            demo,
+        })
+    }
+
+    /// Returns the port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Returns a handle that stops the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (by its handle or a signal), running
+    /// connection expiry (and the demo churn) for exactly as long.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let _expiry = ExpiryTask::spawn(self.store.clone());
+        let _churn = self.demo.then(|| demo::Churn::spawn(self.store.clone()));
+        self.server.await
+    }
+}

@@ -1,0 +1,401 @@
+//! The change log: a time-ordered ring of recent changes (SPEC §2).
+//!
+//! Each entry is `(sequence, timestamp ms, view)`. Sequences are contiguous, so a
+//! cursor finds its place by subtraction; timestamps are non-decreasing, so `from`
+//! finds its place by binary search. A reader asking for more history than the ring
+//! still holds gets [`Lagged`], never a partial answer (like tokio's broadcast
+//! channel's `RecvError::Lagged`).
+
+use super::view::UserView;
+use parking_lot::RwLock;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A position in the log of one epoch (SPEC §3.3). Printed as `<epoch>.<seq>` in hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    epoch: u64,
+    seq: u64,
+}
+
+impl Cursor {
+    /// Returns the sequence number of the last change this cursor covers (0 = none).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Returns the epoch this cursor belongs to.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}.{:x}", self.epoch, self.seq)
+    }
+}
+
+/// Why a cursor string did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorError;
+
+impl fmt::Display for CursorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "not a cursor: pass back the `cursor` string of an earlier users.presence answer",
+        )
+    }
+}
+
+impl std::error::Error for CursorError {}
+
+impl FromStr for Cursor {
+    type Err = CursorError;
+
+    fn from_str(s: &str) -> Result<Cursor, CursorError> {
+        let (epoch, seq) = s.split_once('.').ok_or(CursorError)?;
+        let hex = |part: &str| {
+            // from_str_radix accepts a leading '+', which no cursor of ours carries.
+            if part.is_empty() || part.len() > 16 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(CursorError);
+            }
+            u64::from_str_radix(part, 16).map_err(|_| CursorError)
+        };
+        Ok(Cursor {
+            epoch: hex(epoch)?,
+            seq: hex(seq)?,
+        })
+    }
+}
+
+/// One change: the user's visible state right after it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub seq: u64,
+    pub ts: i64,
+    pub view: Arc<UserView>,
+}
+
+/// The log cannot prove a delta from the requested point complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lagged;
+
+/// The users changed in a range of the log, each once with its latest state in
+/// that range, ordered by that change; `cursor` is where the range ends.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    pub cursor: Cursor,
+    pub users: Vec<Arc<UserView>>,
+}
+
+/// Counts for `/internal/v1/stats` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    pub entries: usize,
+    /// Timestamp (ms) of the oldest retained change, if any.
+    pub oldest_ts: Option<i64>,
+    pub head: Cursor,
+}
+
+#[derive(Debug)]
+struct Ring {
+    entries: VecDeque<Change>,
+    /// Sequence of the newest change ever appended (0 = none yet).
+    head: u64,
+    /// Timestamp of the newest change, or the epoch start: the floor for the next one.
+    last_ts: i64,
+    /// Newest sequence and timestamp evicted: a delta reaching back to or before
+    /// them cannot be proven complete.
+    evicted_seq: u64,
+    evicted_ts: Option<i64>,
+}
+
+/// The ring and the rules for what it can prove.
+#[derive(Debug)]
+pub struct ChangeLog {
+    // A RwLock, not a Mutex: appends hold it for a push (and rarely an eviction),
+    // readers hold it shared while they pick the users out of their range.
+    ring: RwLock<Ring>,
+    capacity: usize,
+    window_ms: i64,
+    epoch: u64,
+    epoch_start_ms: i64,
+}
+
+impl ChangeLog {
+    /// Creates an empty log for a new epoch starting at `now_ms`.
+    pub fn new(capacity: usize, window: Duration, now_ms: i64) -> ChangeLog {
+        ChangeLog {
+            ring: RwLock::new(Ring {
+                entries: VecDeque::new(),
+                head: 0,
+                last_ts: now_ms,
+                evicted_seq: 0,
+                evicted_ts: None,
+            }),
+            capacity: capacity.max(1),
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+            // Any value works as long as a restart is unlikely to pick the same one.
+            epoch: fastrand::u64(1..),
+            epoch_start_ms: now_ms,
+        }
+    }
+
+    /// Returns the wall-clock time (ms) this epoch began.
+    pub fn epoch_start_ms(&self) -> i64 {
+        self.epoch_start_ms
+    }
+
+    /// Appends a change and publishes it: from the moment this returns, readers
+    /// see it, and any cursor they are given covers it. Returns its cursor.
+    pub fn append(&self, view: Arc<UserView>, now_ms: i64) -> Cursor {
+        let mut ring = self.ring.write();
+        let ts = now_ms.max(ring.last_ts);
+        ring.head += 1;
+        ring.last_ts = ts;
+        let seq = ring.head;
+        let horizon = ts.saturating_sub(self.window_ms);
+        while let Some(front) = ring.entries.front() {
+            if ring.entries.len() < self.capacity && front.ts >= horizon {
+                break;
+            }
+            let (front_seq, front_ts) = (front.seq, front.ts);
+            ring.entries.pop_front();
+            ring.evicted_seq = front_seq;
+            ring.evicted_ts = Some(front_ts);
+        }
+        ring.entries.push_back(Change { seq, ts, view });
+        Cursor {
+            epoch: self.epoch,
+            seq,
+        }
+    }
+
+    /// Returns the cursor of the newest published change.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            epoch: self.epoch,
+            seq: self.ring.read().head,
+        }
+    }
+
+    /// Returns the users changed after `cursor` (exclusive) that `keep` accepts,
+    /// or [`Lagged`] when the cursor is from another epoch, ahead of the log, or
+    /// older than its oldest retained change.
+    pub fn since(&self, cursor: Cursor, keep: impl Fn(&UserView) -> bool) -> Result<Delta, Lagged> {
+        let ring = self.ring.read();
+        if cursor.epoch != self.epoch || cursor.seq > ring.head || cursor.seq < ring.evicted_seq {
+            return Err(Lagged);
+        }
+        let first = ring.entries.front().map_or(ring.head + 1, |c| c.seq);
+        // Sequences are contiguous: the first change after the cursor is at this offset.
+        let start = usize::try_from(cursor.seq + 1 - first).map_err(|_| Lagged)?;
+        Ok(self.latest_from(&ring, start, keep))
+    }
+
+    /// Returns the users changed at or after `from_ms` that `keep` accepts, or
+    /// [`Lagged`] when a change at or after `from_ms` may have been evicted or
+    /// `from_ms` is before this epoch began.
+    pub fn since_time(
+        &self,
+        from_ms: i64,
+        keep: impl Fn(&UserView) -> bool,
+    ) -> Result<Delta, Lagged> {
+        let ring = self.ring.read();
+        if from_ms < self.epoch_start_ms || ring.evicted_ts.is_some_and(|ts| ts >= from_ms) {
+            return Err(Lagged);
+        }
+        let start = ring.entries.partition_point(|c| c.ts < from_ms);
+        Ok(self.latest_from(&ring, start, keep))
+    }
+
+    /// Picks, from `start` to the end, the latest change of each user.
+    fn latest_from(&self, ring: &Ring, start: usize, keep: impl Fn(&UserView) -> bool) -> Delta {
+        let range = ring.entries.range(start..);
+        let mut seen: HashSet<&str> = HashSet::with_capacity(range.len().min(4096));
+        let mut users: Vec<Arc<UserView>> = range
+            .rev()
+            .filter(|c| seen.insert(c.view.id().as_str()) && keep(&c.view))
+            .map(|c| Arc::clone(&c.view))
+            .collect();
+        users.reverse();
+        Delta {
+            cursor: Cursor {
+                epoch: self.epoch,
+                seq: ring.head,
+            },
+            users,
+        }
+    }
+
+    /// Returns counts describing the ring.
+    pub fn stats(&self) -> LogStats {
+        let ring = self.ring.read();
+        LogStats {
+            entries: ring.entries.len(),
+            oldest_ts: ring.entries.front().map(|c| c.ts),
+            head: Cursor {
+                epoch: self.epoch,
+                seq: ring.head,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Status, UserId};
+    use crate::store::view::Visible;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn view(id: &str, status: Status) -> Arc<UserView> {
+        let id = UserId::parse(id).unwrap();
+        Arc::new(UserView::render(
+            &id,
+            &Visible {
+                username: id.as_str(),
+                name: None,
+                status,
+                utc_offset: None,
+                avatar_etag: None,
+                status_text: "",
+            },
+        ))
+    }
+
+    fn ids(delta: &Delta) -> Vec<(&str, Status)> {
+        delta
+            .users
+            .iter()
+            .map(|v| (v.id().as_str(), v.status()))
+            .collect()
+    }
+
+    fn log(capacity: usize) -> ChangeLog {
+        ChangeLog::new(capacity, Duration::from_secs(600), T0)
+    }
+
+    #[test]
+    fn cursor_round_trips_and_garbage_is_rejected() {
+        let log = log(10);
+        let c = log.append(view("a", Status::Online), T0);
+        assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".1",
+            "1.2.3",
+            "x.1",
+            "+1.1",
+            "11111111111111111.1",
+            "1 .1",
+        ] {
+            assert_eq!(bad.parse::<Cursor>(), Err(CursorError), "{bad}");
+        }
+    }
+
+    #[test]
+    fn since_returns_each_user_once_with_its_latest_state_in_change_order() {
+        let log = log(10);
+        let start = log.cursor();
+        log.append(view("a", Status::Online), T0);
+        log.append(view("b", Status::Online), T0);
+        log.append(view("a", Status::Away), T0);
+        let delta = log.since(start, |_| true).unwrap();
+        assert_eq!(ids(&delta), [("b", Status::Online), ("a", Status::Away)]);
+        assert_eq!(delta.cursor, log.cursor());
+        assert!(log.since(delta.cursor, |_| true).unwrap().users.is_empty());
+    }
+
+    #[test]
+    fn cursor_older_than_the_ring_lags_instead_of_skipping() {
+        let log = log(2);
+        let start = log.cursor();
+        let first = log.append(view("a", Status::Online), T0);
+        log.append(view("b", Status::Online), T0);
+        log.append(view("c", Status::Online), T0);
+        assert_eq!(log.since(start, |_| true).unwrap_err(), Lagged);
+        // `first` is exactly the evicted change: everything after it is still held.
+        assert_eq!(ids(&log.since(first, |_| true).unwrap()).len(), 2);
+        assert_eq!(log.stats().entries, 2);
+    }
+
+    #[test]
+    fn cursors_from_another_epoch_or_the_future_lag() {
+        let a = log(10);
+        let b = log(10);
+        b.append(view("x", Status::Online), T0);
+        assert_eq!(a.since(b.cursor(), |_| true).unwrap_err(), Lagged);
+        let ahead = Cursor {
+            epoch: a.epoch,
+            seq: 5,
+        };
+        assert_eq!(a.since(ahead, |_| true).unwrap_err(), Lagged);
+    }
+
+    #[test]
+    fn since_time_includes_changes_in_the_same_millisecond() {
+        let log = log(10);
+        log.append(view("a", Status::Online), T0 + 10);
+        log.append(view("b", Status::Online), T0 + 20);
+        log.append(view("c", Status::Online), T0 + 20);
+        assert_eq!(ids(&log.since_time(T0 + 20, |_| true).unwrap()).len(), 2);
+        assert_eq!(ids(&log.since_time(T0 + 11, |_| true).unwrap()).len(), 2);
+        assert!(log.since_time(T0 + 21, |_| true).unwrap().users.is_empty());
+        assert_eq!(log.since_time(T0 - 1, |_| true).unwrap_err(), Lagged);
+    }
+
+    #[test]
+    fn timestamps_never_go_back_when_the_clock_does() {
+        let log = log(10);
+        log.append(view("a", Status::Online), T0 + 1000);
+        log.append(view("b", Status::Online), T0 + 10);
+        // b was stamped T0+1000, so a `from` at T0+500 still finds it.
+        assert_eq!(ids(&log.since_time(T0 + 500, |_| true).unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn changes_older_than_the_window_are_evicted_and_then_lag() {
+        let log = ChangeLog::new(100, Duration::from_secs(1), T0);
+        log.append(view("a", Status::Online), T0);
+        log.append(view("b", Status::Online), T0 + 5_000);
+        assert_eq!(log.stats().entries, 1);
+        assert_eq!(log.since_time(T0, |_| true).unwrap_err(), Lagged);
+        assert_eq!(
+            ids(&log.since_time(T0 + 1, |_| true).unwrap()),
+            [("b", Status::Online)]
+        );
+    }
+
+    #[test]
+    fn memory_stays_bounded_by_capacity_whatever_the_write_rate() {
+        let log = log(64);
+        for i in 0..10_000 {
+            log.append(view(&format!("u{}", i % 100), Status::Online), T0);
+        }
+        assert_eq!(log.stats().entries, 64);
+        assert_eq!(log.stats().head.seq(), 10_000);
+    }
+
+    #[test]
+    fn keep_filters_without_breaking_deduplication() {
+        let log = log(10);
+        let start = log.cursor();
+        log.append(view("a", Status::Online), T0);
+        log.append(view("a", Status::Offline), T0);
+        let delta = log.since(start, |v| v.id().as_str() == "a").unwrap();
+        assert_eq!(ids(&delta), [("a", Status::Offline)]);
+        assert!(log
+            .since(start, |v| v.id().as_str() == "b")
+            .unwrap()
+            .users
+            .is_empty());
+    }
+}

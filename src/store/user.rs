@@ -1,0 +1,164 @@
+//! One user's full state as the store keeps it, and the transitions on it.
+//!
+//! Each transition reports whether it may have changed what others see; the store
+//! then re-renders the view and logs a change only if the rendering differs. A
+//! heartbeat that changes nothing visible never renders at all.
+
+use super::view::{UserView, Visible};
+use crate::domain::status::{connection_status, visible_status};
+use crate::domain::{
+    ConnStatus, ConnectionId, InstanceId, Profile, Status, StatusText, TokenHash, UserId,
+};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// Whether a transition may have changed the user's visible fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Touched {
+    Hidden,
+    Visible,
+}
+
+/// A live connection of a user.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub id: ConnectionId,
+    pub instance: Option<InstanceId>,
+    pub status: ConnStatus,
+    pub refreshed_at: Instant,
+    /// Unique per opened connection, so a stale expiry entry for a closed and
+    /// reopened connection id can tell it is not its own.
+    pub generation: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct UserRecord {
+    pub profile: Profile,
+    /// `statusDefault`: what the user chose.
+    pub chosen: Status,
+    pub status_text: StatusText,
+    /// `status` by SPEC §1, including the manual-set exception; deactivation is
+    /// applied on top of it when rendering.
+    pub status: Status,
+    pub connections: Vec<Connection>,
+    pub tokens: Vec<TokenHash>,
+    /// The current rendering; the same `Arc` the change log holds for the last change.
+    pub view: Arc<UserView>,
+}
+
+impl UserRecord {
+    pub fn new(id: &UserId, profile: Profile) -> UserRecord {
+        let mut record = UserRecord {
+            profile,
+            chosen: Status::Online,
+            status_text: StatusText::default(),
+            status: Status::Offline,
+            connections: Vec::new(),
+            tokens: Vec::new(),
+            view: Arc::new(UserView::deleted(id, "")),
+        };
+        record.view = Arc::new(record.render(id));
+        record
+    }
+
+    /// What others see: deactivated users are offline whatever else holds.
+    pub fn visible_status(&self) -> Status {
+        if self.profile.active {
+            self.status
+        } else {
+            Status::Offline
+        }
+    }
+
+    /// `statusConnection`, derived from the live connections.
+    pub fn connection_status(&self) -> Status {
+        connection_status(self.connections.iter().map(|c| c.status))
+    }
+
+    pub fn render(&self, id: &UserId) -> UserView {
+        UserView::render(
+            id,
+            &Visible {
+                username: self.profile.username.as_str(),
+                name: self.profile.name.as_deref(),
+                status: self.visible_status(),
+                utc_offset: self.profile.utc_offset,
+                avatar_etag: self.profile.avatar_etag.as_deref(),
+                status_text: self.status_text.as_str(),
+            },
+        )
+    }
+
+    /// Applies the SPEC §1 rule; used after every connection event.
+    fn recompute(&mut self) -> Touched {
+        self.status = visible_status(self.chosen, self.connection_status());
+        Touched::Visible
+    }
+
+    pub fn set_profile(&mut self, profile: Profile) -> Touched {
+        if self.profile == profile {
+            return Touched::Hidden;
+        }
+        self.profile = profile;
+        Touched::Visible
+    }
+
+    /// A manual status set takes effect at once, even without connections
+    /// (`status := chosen`); the next connection event recomputes.
+    pub fn choose(&mut self, status: Option<Status>, text: Option<StatusText>) -> Touched {
+        if let Some(status) = status {
+            self.chosen = status;
+            self.status = status;
+        }
+        if let Some(text) = text {
+            self.status_text = text;
+        }
+        Touched::Visible
+    }
+
+    /// Opens or refreshes a connection. Returns whether it was newly opened.
+    pub fn put_connection(
+        &mut self,
+        id: &ConnectionId,
+        status: ConnStatus,
+        instance: Option<InstanceId>,
+        now: Instant,
+        generation: impl FnOnce() -> u64,
+    ) -> (Touched, bool) {
+        if let Some(conn) = self.connections.iter_mut().find(|c| &c.id == id) {
+            conn.refreshed_at = now;
+            if instance.is_some() {
+                conn.instance = instance;
+            }
+            if conn.status == status {
+                // A heartbeat: nothing visible can have changed.
+                return (Touched::Hidden, false);
+            }
+            conn.status = status;
+            return (self.recompute(), false);
+        }
+        self.connections.push(Connection {
+            id: id.clone(),
+            instance,
+            status,
+            refreshed_at: now,
+            generation: generation(),
+        });
+        (self.recompute(), true)
+    }
+
+    /// Closes the connection if present and `pred` holds for it.
+    pub fn remove_connection(
+        &mut self,
+        id: &ConnectionId,
+        pred: impl FnOnce(&Connection) -> bool,
+    ) -> Option<Touched> {
+        let index = self.connections.iter().position(|c| &c.id == id)?;
+        if !pred(&self.connections[index]) {
+            return None;
+        }
+        self.connections.swap_remove(index);
+        Some(self.recompute())
+    }
+}

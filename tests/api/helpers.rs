@@ -1,0 +1,239 @@
+//! Spawns the real application on a loopback port and talks to it over HTTP.
+
+use presenced::config::Settings;
+use presenced::Application;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const INGEST_TOKEN: &str = "test-ingest-token";
+
+/// A running presenced on 127.0.0.1 with a free port; stopped when dropped.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The stop command is sent at once; its completion future is not needed.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// A user that can call the public API.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub id: String,
+    pub token: String,
+}
+
+/// The settings tests start from: loopback, port 0, two workers, an ingest token.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".parse().expect("loopback address");
+    settings.server.workers = 2;
+    settings.ingest.token = Some(INGEST_TOKEN.to_owned());
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings();
+    configure(&mut settings);
+    spawn_settings(&settings, false).await
+}
+
+pub async fn spawn_settings(settings: &Settings, demo: bool) -> TestApp {
+    let app = Application::build(settings, demo).expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        handle,
+    }
+}
+
+/// A parsed answer: status and JSON body (`Value::Null` when empty or not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    async fn of(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body reads");
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Asserts a `{"success":false,"error":..,"errorType":..}` answer and returns the error text.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, error_type: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["success"], false, "body: {}", self.body);
+        assert_eq!(self.body["errorType"], error_type, "body: {}", self.body);
+        let error = self.body["error"].as_str().expect("error text").to_owned();
+        assert!(!error.is_empty());
+        error
+    }
+
+    /// The ids of `users`, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.body["users"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no users in {}", self.body))
+            .iter()
+            .map(|u| u["_id"].as_str().expect("_id").to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The user with this id in `users`, if present.
+    pub fn user(&self, id: &str) -> Option<&Value> {
+        self.body["users"].as_array()?.iter().find(|u| u["_id"] == id)
+    }
+
+    pub fn cursor(&self) -> String {
+        self.body["cursor"].as_str().expect("cursor").to_owned()
+    }
+
+    pub fn full(&self) -> bool {
+        self.body["full"].as_bool().expect("full")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Calls the internal API with the ingest token.
+    pub async fn ingest(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self
+            .client
+            .request(method, self.url(&format!("/internal/v1{path}")))
+            .bearer_auth(INGEST_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Answer::of(request.send().await.expect("request sent")).await
+    }
+
+    /// Calls the internal API and asserts success.
+    pub async fn ingest_ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let answer = self.ingest(method, path, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+        assert_eq!(answer.body["success"], true);
+        answer.body
+    }
+
+    pub async fn put_user(&self, id: &str, body: Value) -> Value {
+        self.ingest_ok(Method::PUT, &format!("/users/{id}"), Some(body)).await
+    }
+
+    /// Creates a user named after its id.
+    pub async fn user(&self, id: &str) {
+        self.put_user(id, json!({ "username": id })).await;
+    }
+
+    /// Opens (or refreshes) a connection `c-<user>` of `user`.
+    pub async fn connect(&self, user: &str, status: &str) {
+        self.ingest_ok(
+            Method::PUT,
+            &format!("/connections/c-{user}"),
+            Some(json!({ "userId": user, "status": status })),
+        )
+        .await;
+    }
+
+    pub async fn disconnect(&self, user: &str) {
+        self.ingest_ok(Method::DELETE, &format!("/connections/c-{user}"), None).await;
+    }
+
+    pub async fn set_status(&self, user: &str, status: &str) {
+        self.ingest_ok(Method::PUT, &format!("/users/{user}/status"), Some(json!({ "status": status })))
+            .await;
+    }
+
+    /// Creates a user with a login token.
+    pub async fn login(&self, id: &str) -> Login {
+        self.login_with(id, json!({ "username": id })).await
+    }
+
+    pub async fn login_with(&self, id: &str, profile: Value) -> Login {
+        self.put_user(id, profile).await;
+        let token = format!("token-of-{id}");
+        self.ingest_ok(Method::POST, &format!("/users/{id}/tokens"), Some(json!({ "token": token })))
+            .await;
+        Login { id: id.to_owned(), token }
+    }
+
+    /// Calls a public route as `login`.
+    pub async fn public(&self, login: &Login, method: Method, path_and_query: &str, body: Option<Value>) -> Answer {
+        let mut request = self
+            .client
+            .request(method, self.url(path_and_query))
+            .header("X-User-Id", &login.id)
+            .header("X-Auth-Token", &login.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Answer::of(request.send().await.expect("request sent")).await
+    }
+
+    /// `GET /api/v1/users.presence?<query>` as `login`, asserting 200.
+    pub async fn presence(&self, login: &Login, query: &str) -> Answer {
+        let path = if query.is_empty() {
+            "/api/v1/users.presence".to_owned()
+        } else {
+            format!("/api/v1/users.presence?{query}")
+        };
+        let answer = self.public(login, Method::GET, &path, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}: {}", answer.body);
+        assert_eq!(answer.body["success"], true);
+        answer
+    }
+
+    /// The full snapshot's users, sorted by id, as JSON values.
+    pub async fn full_state(&self, login: &Login) -> Vec<Value> {
+        let answer = self.presence(login, "").await;
+        assert!(answer.full());
+        sorted_users(&answer.body)
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.ingest_ok(Method::GET, "/stats", None).await
+    }
+}
+
+/// The `users` of a presence body, sorted by `_id`.
+pub fn sorted_users(body: &Value) -> Vec<Value> {
+    let mut users = body["users"].as_array().cloned().unwrap_or_default();
+    users.sort_by(|a, b| a["_id"].as_str().cmp(&b["_id"].as_str()));
+    users
+}
+
+/// The current time as an ISO 8601 string with milliseconds, for `from`.
+pub fn iso_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("in range")
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
