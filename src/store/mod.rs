@@ -15,6 +15,9 @@ mod op;
 mod user;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 pub use changelog::{Cursor, CursorError, Delta, Lagged, LogStats};
 pub use expiry::ExpiryTask;
 pub use op::{Applied, Op};

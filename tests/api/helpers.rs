@@ -103,7 +103,10 @@ impl Answer {
 
     /// The user with this id in `users`, if present.
     pub fn user(&self, id: &str) -> Option<&Value> {
-        self.body["users"].as_array()?.iter().find(|u| u["_id"] == id)
+        self.body["users"]
+            .as_array()?
+            .iter()
+            .find(|u| u["_id"] == id)
     }
 
     pub fn cursor(&self) -> String {
@@ -141,7 +144,8 @@ impl TestApp {
     }
 
     pub async fn put_user(&self, id: &str, body: Value) -> Value {
-        self.ingest_ok(Method::PUT, &format!("/users/{id}"), Some(body)).await
+        self.ingest_ok(Method::PUT, &format!("/users/{id}"), Some(body))
+            .await
     }
 
     /// Creates a user named after its id.
@@ -160,12 +164,17 @@ impl TestApp {
     }
 
     pub async fn disconnect(&self, user: &str) {
-        self.ingest_ok(Method::DELETE, &format!("/connections/c-{user}"), None).await;
+        self.ingest_ok(Method::DELETE, &format!("/connections/c-{user}"), None)
+            .await;
     }
 
     pub async fn set_status(&self, user: &str, status: &str) {
-        self.ingest_ok(Method::PUT, &format!("/users/{user}/status"), Some(json!({ "status": status })))
-            .await;
+        self.ingest_ok(
+            Method::PUT,
+            &format!("/users/{user}/status"),
+            Some(json!({ "status": status })),
+        )
+        .await;
     }
 
     /// Creates a user with a login token.
@@ -176,13 +185,26 @@ impl TestApp {
     pub async fn login_with(&self, id: &str, profile: Value) -> Login {
         self.put_user(id, profile).await;
         let token = format!("token-of-{id}");
-        self.ingest_ok(Method::POST, &format!("/users/{id}/tokens"), Some(json!({ "token": token })))
-            .await;
-        Login { id: id.to_owned(), token }
+        self.ingest_ok(
+            Method::POST,
+            &format!("/users/{id}/tokens"),
+            Some(json!({ "token": token })),
+        )
+        .await;
+        Login {
+            id: id.to_owned(),
+            token,
+        }
     }
 
     /// Calls a public route as `login`.
-    pub async fn public(&self, login: &Login, method: Method, path_and_query: &str, body: Option<Value>) -> Answer {
+    pub async fn public(
+        &self,
+        login: &Login,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Answer {
         let mut request = self
             .client
             .request(method, self.url(path_and_query))

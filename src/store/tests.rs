@@ -1,0 +1,275 @@
+//! Store-level checks of the delta invariant (SPEC §2.2) with every kind of
+//! write, expiry included (which over HTTP would need real time), and with
+//! writer threads racing a reader.
+
+use super::*;
+use crate::domain::Profile;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use std::collections::BTreeMap;
+
+const TTL: Duration = Duration::from_secs(300);
+
+fn store(capacity: usize) -> Store {
+    Store::new(&StoreOptions {
+        changelog_capacity: capacity,
+        delta_window: Duration::from_secs(600),
+        connection_ttl: TTL,
+        allow_invisible: true,
+        broadcast_disabled: false,
+    })
+}
+
+fn user_id(i: u8) -> UserId {
+    UserId::parse(&format!("u{}", i % 5)).unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Op(Op),
+    /// Every connection's TTL runs out.
+    ExpireAll,
+    /// Heartbeats for every connection of instance i0.
+    Refresh,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let statuses = [Status::Online, Status::Away, Status::Busy, Status::Offline];
+    (0u8..10, any::<u8>(), any::<u8>()).prop_map(move |(kind, a, b)| {
+        let id = user_id(a);
+        let connection = ConnectionId::parse(&format!("c{}", b % 7)).unwrap();
+        let owner = user_id(b % 7);
+        let instance = InstanceId::parse(&format!("i{}", a % 2)).unwrap();
+        match kind {
+            0 => Step::Op(Op::PutUser {
+                profile: Profile::new(
+                    Username::parse(id.as_str()).unwrap(),
+                    Some(["", "Ann", "Bob"][usize::from(b % 3)].to_owned()),
+                    Some(f64::from(b % 3)),
+                    None,
+                    &[],
+                    b % 5 != 0,
+                )
+                .unwrap(),
+                id,
+            }),
+            1 => Step::Op(Op::DeleteUser { id }),
+            2 => Step::Op(Op::SetStatus {
+                id,
+                status: statuses[usize::from(b % 4)],
+                text: Some(StatusText::new(["", "hi"][usize::from(b % 2)])),
+            }),
+            3 | 4 => Step::Op(Op::PutConnection {
+                connection,
+                user: owner,
+                status: if b % 2 == 0 {
+                    ConnStatus::Online
+                } else {
+                    ConnStatus::Away
+                },
+                instance: Some(instance),
+            }),
+            5 => Step::Op(Op::DeleteConnection { connection }),
+            6 => Step::Op(Op::DeleteInstance { instance }),
+            7 => Step::ExpireAll,
+            8 => Step::Refresh,
+            _ => Step::Op(Op::PutUser {
+                profile: Profile::new(
+                    Username::parse(owner.as_str()).unwrap(),
+                    None,
+                    None,
+                    None,
+                    &[],
+                    true,
+                )
+                .unwrap(),
+                id: owner,
+            }),
+        }
+    })
+}
+
+fn run(store: &Store, step: &Step) {
+    match step {
+        Step::Op(op) => {
+            let _ = store.apply(op.clone());
+        }
+        Step::ExpireAll => {
+            store.expire_due(Instant::now() + TTL + Duration::from_secs(1));
+        }
+        Step::Refresh => {
+            store.refresh_instance("i0");
+        }
+    }
+}
+
+type Roster = BTreeMap<String, String>;
+
+fn roster(snapshot: &Snapshot) -> Roster {
+    snapshot
+        .users
+        .iter()
+        .map(|v| (v.id().to_string(), v.json().to_owned()))
+        .collect()
+}
+
+fn apply(roster: &mut Roster, users: &[Arc<UserView>]) {
+    for v in users {
+        if v.status() == Status::Offline {
+            roster.remove(v.id().as_str());
+        } else {
+            roster.insert(v.id().to_string(), v.json().to_owned());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn snapshot_plus_delta_equals_the_next_snapshot(setup in proptest::collection::vec(step(), 0..20),
+                                                     steps in proptest::collection::vec(step(), 1..40)) {
+        let store = store(1_000);
+        setup.iter().for_each(|s| run(&store, s));
+        let from = chrono::Utc::now().timestamp_millis();
+        let before = store.online();
+        steps.iter().for_each(|s| run(&store, s));
+        let after = roster(&store.online());
+        let since = store.changed_since(before.cursor, |_| true).unwrap();
+        let by_time = store.changed_from(from, |_| true).unwrap();
+        for delta in [since, by_time] {
+            let mut mirror = roster(&before);
+            apply(&mut mirror, &delta.users);
+            prop_assert_eq!(&mirror, &after);
+        }
+    }
+
+    #[test]
+    fn a_log_too_short_for_the_delta_says_so_instead_of_answering(steps in proptest::collection::vec(step(), 1..60)) {
+        let store = store(4);
+        let before = store.online();
+        steps.iter().for_each(|s| run(&store, s));
+        let head = store.cursor().seq();
+        match store.changed_since(before.cursor, |_| true) {
+            Ok(delta) => {
+                // Only possible when nothing was evicted.
+                prop_assert!(head <= 4, "{} changes cannot fit in 4 entries", head);
+                let mut mirror = roster(&before);
+                apply(&mut mirror, &delta.users);
+                prop_assert_eq!(mirror, roster(&store.online()));
+            }
+            Err(Lagged) => prop_assert!(head > 4),
+        }
+    }
+}
+
+#[test]
+fn a_reader_following_the_log_converges_while_writer_threads_race() {
+    let store = store(1_000_000);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..3u64)
+            .map(|seed| {
+                let store = &store;
+                scope.spawn(move || {
+                    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+                        ProptestConfig::default(),
+                        proptest::test_runner::TestRng::from_seed(
+                            proptest::test_runner::RngAlgorithm::ChaCha,
+                            &[seed as u8; 32],
+                        ),
+                    );
+                    for _ in 0..3_000 {
+                        let s = step().new_tree(&mut runner).unwrap().current();
+                        run(store, &s);
+                    }
+                })
+            })
+            .collect();
+        let reader = scope.spawn(|| {
+            let first = store.online();
+            let mut mirror = roster(&first);
+            let mut cursor = first.cursor;
+            let mut polls = 0u64;
+            loop {
+                let last = done.load(std::sync::atomic::Ordering::SeqCst);
+                let delta = store
+                    .changed_since(cursor, |_| true)
+                    .expect("the log holds everything");
+                assert!(delta.cursor.seq() >= cursor.seq(), "cursors never go back");
+                apply(&mut mirror, &delta.users);
+                cursor = delta.cursor;
+                polls += 1;
+                if last {
+                    return (mirror, polls);
+                }
+            }
+        });
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (mirror, polls) = reader.join().unwrap();
+        assert!(polls > 1);
+        assert_eq!(mirror, roster(&store.online()));
+    });
+}
+
+/// Expiry on tokio's paused clock: no real waiting, no sleep-and-hope.
+#[tokio::test(start_paused = true)]
+async fn the_expiry_task_closes_unrefreshed_connections_and_logs_the_change() {
+    let store = store(100);
+    let _task = ExpiryTask::spawn(store.clone());
+    let id = user_id(0);
+    let connection = ConnectionId::parse("c0").unwrap();
+    let profile =
+        Profile::new(Username::parse("u0").unwrap(), None, None, None, &[], true).unwrap();
+    store.put_user(&id, profile).unwrap();
+    store
+        .put_connection(&connection, &id, ConnStatus::Online, None)
+        .unwrap();
+    let cursor = store.cursor();
+
+    tokio::time::sleep(TTL - Duration::from_secs(1)).await;
+    // A heartbeat moves the deadline: the first one comes due, finds it, and reschedules.
+    assert!(!store
+        .put_connection(&connection, &id, ConnStatus::Online, None)
+        .unwrap()
+        .changed());
+    tokio::time::sleep(TTL - Duration::from_secs(1)).await;
+    assert_eq!(store.status_of("u0").unwrap().status, Status::Online);
+    assert_eq!(store.stats().expired, 0);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(store.status_of("u0").unwrap().status, Status::Offline);
+    assert_eq!(store.stats().expired, 1);
+    assert_eq!(store.stats().connections, 0);
+    let delta = store.changed_since(cursor, |_| true).unwrap();
+    assert_eq!(delta.users.len(), 1);
+    assert_eq!(delta.users[0].status(), Status::Offline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_expiry_entry_does_not_close_a_reopened_connection() {
+    let store = store(100);
+    let id = user_id(0);
+    let connection = ConnectionId::parse("c0").unwrap();
+    let profile =
+        Profile::new(Username::parse("u0").unwrap(), None, None, None, &[], true).unwrap();
+    store.put_user(&id, profile).unwrap();
+    store
+        .put_connection(&connection, &id, ConnStatus::Online, None)
+        .unwrap();
+    let first_deadline = Instant::now() + TTL;
+    store.delete_connection(&connection);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    store
+        .put_connection(&connection, &id, ConnStatus::Online, None)
+        .unwrap();
+    // The first connection's deadline, long before the second's.
+    assert!(store
+        .expire_due(first_deadline)
+        .is_some_and(|next| next > first_deadline));
+    assert_eq!(store.status_of("u0").unwrap().status, Status::Online);
+    assert_eq!(store.stats().expired, 0);
+}

@@ -1,0 +1,6 @@
+//! One integration-test binary: each module drives the real server over HTTP on a
+//! loopback port (see `helpers`).
+
+mod helpers;
+mod invariant;
+mod presence;
