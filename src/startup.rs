@@ -18,6 +18,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(probes::metrics));
 }
 
+/// Settings this build accepts in its config but cannot honour yet. Refusing
+/// them beats running without, say, the persistence an operator asked for.
+fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
+    let unbuilt = [
+        ("persistence.path", settings.persistence.path.is_some()),
+        ("cors.allowed_origins", !settings.cors.allowed_origins.is_empty()),
+        ("cluster.redis_url", settings.cluster.redis_url.is_some()),
+    ];
+    match unbuilt.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{key} is set, but this version of presenced does not support it yet; unset it to start"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A built, listening, not yet running service.
 pub struct Application {
     port: u16,
@@ -30,6 +47,7 @@ impl Application {
     /// Binds `settings.server.bind` (port 0 picks a free port) and builds the
     /// server. Must be called inside a tokio runtime.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
+        refuse_unbuilt_features(settings)?;
         let listener = TcpListener::bind(settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let presence = &settings.presence;

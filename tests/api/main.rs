@@ -4,3 +4,4 @@
 mod helpers;
 mod invariant;
 mod presence;
+mod startup;
