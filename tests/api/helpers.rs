@@ -249,6 +249,20 @@ pub fn iso_ms(ms: i64) -> String {
         .to_string()
 }
 
+/// Waits for the wall clock to reach the next millisecond and returns it: every
+/// change made before the call is stamped earlier, every change after it not.
+/// (At most a millisecond of spinning; bounded by the clock itself.)
+pub fn next_ms() -> i64 {
+    let start = now_ms();
+    loop {
+        let now = now_ms();
+        if now > start {
+            return now;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

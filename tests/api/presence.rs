@@ -257,7 +257,8 @@ async fn post_with_a_malformed_body_is_rejected() {
 #[tokio::test]
 async fn from_returns_changes_at_or_after_it_without_the_caller_but_with_offline_users() {
     let (app, caller) = populated().await;
-    let from = now_ms();
+    app.connect("caller", "away").await;
+    let from = next_ms();
     app.disconnect("on").await; // now offline: still listed
     app.set_status("away", "busy").await;
     app.connect("caller", "online").await; // the caller's own change: left out
@@ -331,7 +332,9 @@ async fn from_that_the_log_no_longer_covers_answers_the_full_snapshot() {
 #[tokio::test]
 async fn from_accepts_an_offset_whose_plus_arrived_as_a_space() {
     let (app, caller) = populated().await;
-    let from = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap());
+    let from = chrono::DateTime::from_timestamp_millis(next_ms())
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap());
     app.connect("off", "online").await;
     // `+` sent unencoded, as some clients do: the server reads it as a space.
     let raw = from.format("%Y-%m-%dT%H:%M:%S%.3f+02:00").to_string();
