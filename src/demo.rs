@@ -1,12 +1,12 @@
 //! `--demo`: the users of the upstream API page, a caller whose `curl` works
 //! verbatim, and a few hundred simulated users whose presence churns.
 
+use crate::background::BackgroundTask;
 use crate::domain::{
     ConnStatus, ConnectionId, InstanceId, Profile, Status, StatusText, TokenHash, UserId, Username,
 };
 use crate::store::Store;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// The caller of the upstream page's `curl`.
 pub const CALLER_ID: &str = "aobEdbYhXfu5hkeqG";
@@ -137,31 +137,19 @@ fn churn_one(store: &Store) {
     }
 }
 
-/// The churn task; aborted when dropped.
-#[derive(Debug)]
-pub struct Churn(JoinHandle<()>);
-
-impl Drop for Churn {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Churn {
-    /// Every second a few simulated users change; every 30 s all demo
-    /// connections are refreshed so only the churn closes them, not expiry.
-    pub fn spawn(store: Store) -> Churn {
-        Churn(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            for n in 0u64.. {
-                tick.tick().await;
-                for _ in 0..fastrand::usize(1..6) {
-                    churn_one(&store);
-                }
-                if n % 30 == 0 {
-                    store.refresh_instance(INSTANCE);
-                }
+/// Every second a few simulated users change; every 30 s all demo
+/// connections are refreshed so only the churn closes them, not expiry.
+pub fn spawn_churn(store: Store) -> BackgroundTask {
+    BackgroundTask::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        for n in 0u64.. {
+            tick.tick().await;
+            for _ in 0..fastrand::usize(1..6) {
+                churn_one(&store);
             }
-        }))
-    }
+            if n % 30 == 0 {
+                store.refresh_instance(INSTANCE);
+            }
+        }
+    })
 }

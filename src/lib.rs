@@ -16,12 +16,14 @@
 //! - [`http`]: the error type and bodies shared by both APIs.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`startup`]: [`startup::Application`], binding and running it all.
+//! - [`background`]: tasks that stop when their owner drops them.
 //! - [`demo`]: the `--demo` seed and churn.
 //!
 //! Data flows one way: the HTTP edge parses into domain types, the store applies
 //! and logs the change, readers serialize from the store's pre-rendered views.
 
 pub mod api;
+pub mod background;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -3,7 +3,7 @@
 
 use crate::config::Settings;
 use crate::http::{not_found, AppState};
-use crate::store::{ExpiryTask, Store, StoreOptions};
+use crate::store::{spawn_sweeper, Store, StoreOptions};
 use crate::{api, demo, ingest, probes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -23,7 +23,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
     let unbuilt = [
         ("persistence.path", settings.persistence.path.is_some()),
-        ("cors.allowed_origins", !settings.cors.allowed_origins.is_empty()),
+        (
+            "cors.allowed_origins",
+            !settings.cors.allowed_origins.is_empty(),
+        ),
         ("cluster.redis_url", settings.cluster.redis_url.is_some()),
     ];
     match unbuilt.iter().find(|(_, set)| *set) {
@@ -105,8 +108,8 @@ impl Application {
     /// Serves until the server is stopped (by its handle or a signal), running
     /// connection expiry (and the demo churn) for exactly as long.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let _expiry = ExpiryTask::spawn(self.store.clone());
-        let _churn = self.demo.then(|| demo::Churn::spawn(self.store.clone()));
+        let _sweeper = spawn_sweeper(self.store.clone());
+        let _churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
         self.server.await
     }
 }

@@ -3,7 +3,7 @@
 
 use super::auth::IngestAuth;
 use super::ops::{parse_batch_op, parse_op, Fields, OpKind};
-use crate::http::body::{parse_json, read_limited};
+use crate::http::body::{read_json, read_limited};
 use crate::http::{json_response, ApiError, AppState};
 use crate::store::Applied;
 use actix_web::http::StatusCode;
@@ -136,8 +136,7 @@ pub async fn batch(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = read_limited(&req, payload, state.max_body_bytes).await?;
-    let body: BatchBody = parse_json(&bytes)?;
+    let body: BatchBody = read_json(&req, payload, state.max_body_bytes).await?;
     if body.ops.len() > MAX_BATCH_OPS {
         return Err(ApiError::invalid_params(format!(
             "ops: {} rows given, at most {MAX_BATCH_OPS} are allowed per batch",
@@ -187,8 +186,7 @@ pub async fn put_settings(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = read_limited(&req, payload, state.max_body_bytes).await?;
-    let body: SettingsBody = parse_json(&bytes)?;
+    let body: SettingsBody = read_json(&req, payload, state.max_body_bytes).await?;
     if let Some(disabled) = body.broadcast_disabled {
         state.store.set_broadcast_disabled(disabled);
     }

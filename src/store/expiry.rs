@@ -6,12 +6,12 @@
 //! most one entry per connection and heartbeats never touch it.
 
 use super::Store;
+use crate::background::BackgroundTask;
 use crate::domain::ConnectionId;
 use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,33 +58,22 @@ impl ExpiryQueue {
     }
 }
 
-/// The sweeper task; aborted when dropped, so it cannot outlive its owner.
-#[derive(Debug)]
-pub struct ExpiryTask(JoinHandle<()>);
-
-impl Drop for ExpiryTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl ExpiryTask {
-    /// Starts expiring `store`'s connections on the current tokio runtime.
-    pub fn spawn(store: Store) -> ExpiryTask {
-        ExpiryTask(tokio::spawn(async move {
-            loop {
-                let next = store.expire_due(Instant::now());
-                let earlier = store.shared.expiry.earlier.notified();
-                match next {
-                    Some(at) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(at) => {}
-                            _ = earlier => {}
-                        }
+/// Starts expiring `store`'s connections on the current tokio runtime: the task
+/// sleeps until the earliest deadline, or until an earlier one is scheduled.
+pub fn spawn_sweeper(store: Store) -> BackgroundTask {
+    BackgroundTask::spawn(async move {
+        loop {
+            let next = store.expire_due(Instant::now());
+            let earlier = store.shared.expiry.earlier.notified();
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = earlier => {}
                     }
-                    None => earlier.await,
                 }
+                None => earlier.await,
             }
-        }))
-    }
+        }
+    })
 }

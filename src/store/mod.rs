@@ -19,7 +19,7 @@ pub mod view;
 mod tests;
 
 pub use changelog::{Cursor, CursorError, Delta, Lagged, LogStats};
-pub use expiry::ExpiryTask;
+pub use expiry::spawn_sweeper;
 pub use op::{Applied, Op};
 pub use view::UserView;
 

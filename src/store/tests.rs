@@ -215,11 +215,8 @@ fn a_reader_following_the_log_converges_while_writer_threads_race() {
     });
 }
 
-/// Expiry on tokio's paused clock: no real waiting, no sleep-and-hope.
-#[tokio::test(start_paused = true)]
-async fn the_expiry_task_closes_unrefreshed_connections_and_logs_the_change() {
-    let store = store(100);
-    let _task = ExpiryTask::spawn(store.clone());
+/// Creates `u0` with one online connection `c0`.
+fn online_user(store: &Store) -> (UserId, ConnectionId) {
     let id = user_id(0);
     let connection = ConnectionId::parse("c0").unwrap();
     let profile =
@@ -228,6 +225,15 @@ async fn the_expiry_task_closes_unrefreshed_connections_and_logs_the_change() {
     store
         .put_connection(&connection, &id, ConnStatus::Online, None)
         .unwrap();
+    (id, connection)
+}
+
+/// Expiry on tokio's paused clock: no real waiting, no sleep-and-hope.
+#[tokio::test(start_paused = true)]
+async fn the_expiry_task_closes_unrefreshed_connections_and_logs_the_change() {
+    let store = store(100);
+    let _sweeper = spawn_sweeper(store.clone());
+    let (id, connection) = online_user(&store);
     let cursor = store.cursor();
 
     tokio::time::sleep(TTL - Duration::from_secs(1)).await;
@@ -252,14 +258,7 @@ async fn the_expiry_task_closes_unrefreshed_connections_and_logs_the_change() {
 #[tokio::test(start_paused = true)]
 async fn a_stale_expiry_entry_does_not_close_a_reopened_connection() {
     let store = store(100);
-    let id = user_id(0);
-    let connection = ConnectionId::parse("c0").unwrap();
-    let profile =
-        Profile::new(Username::parse("u0").unwrap(), None, None, None, &[], true).unwrap();
-    store.put_user(&id, profile).unwrap();
-    store
-        .put_connection(&connection, &id, ConnStatus::Online, None)
-        .unwrap();
+    let (id, connection) = online_user(&store);
     let first_deadline = Instant::now() + TTL;
     store.delete_connection(&connection);
     tokio::time::advance(Duration::from_secs(10)).await;

@@ -229,6 +229,13 @@ impl TestApp {
         answer
     }
 
+    /// The full snapshot's users, sorted by id, as JSON values.
+    pub async fn full_state(&self, login: &Login) -> Vec<Value> {
+        let answer = self.presence(login, "").await;
+        assert!(answer.full());
+        sorted_users(&answer.body)
+    }
+
     pub async fn stats(&self) -> Value {
         self.ingest_ok(Method::GET, "/stats", None).await
     }

@@ -2,6 +2,11 @@
 //! loopback port (see `helpers`).
 
 mod helpers;
+
+mod auth;
+mod cli;
+mod expiry;
 mod invariant;
 mod presence;
 mod startup;
+mod status;

@@ -1,0 +1,322 @@
+//! The real `presenced` binary as a child process (SPEC §5): config errors stop
+//! start-up naming what is wrong, `--demo` serves the upstream page's example,
+//! and SIGTERM ends it with exit status 0.
+//!
+//! Every child gets a clean environment (only `PATH`), so no `PRESENCED_*`
+//! variable of the test run can leak in; every wait is bounded.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+const POLL_EVERY: Duration = Duration::from_millis(50);
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+
+/// The caller of the upstream page's `curl`, seeded by `--demo`.
+const DEMO_TOKEN: &str = "9HqLlyZOugoStsXCUfD_0YdwnNnunAJF8V47U3QHXSq";
+const DEMO_USER: &str = "aobEdbYhXfu5hkeqG";
+
+/// A started child; killed if the test ends without stopping it.
+struct Running {
+    child: Child,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Running {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).expect("stderr file reads")
+    }
+
+    /// Waits up to 10 s for the child to exit.
+    async fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + GIVE_UP_AFTER;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "presenced did not exit within {GIVE_UP_AFTER:?}; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    /// Sends SIGTERM through `kill(1)`.
+    fn terminate(&self) {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM failed");
+    }
+}
+
+/// Starts `presenced` with `args` and exactly the environment `vars` (plus PATH).
+fn start(args: &[&str], vars: &[(&str, &str)]) -> Running {
+    let stderr = tempfile::NamedTempFile::new().expect("temp file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_presenced"));
+    command
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr.reopen().expect("temp file reopens"));
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    Running {
+        child: command.spawn().expect("presenced starts"),
+        stderr,
+    }
+}
+
+/// Runs `presenced` expecting it to refuse to start; returns its stderr.
+///
+/// `--bind 127.0.0.1:0` keeps a start that wrongly succeeds off any real port;
+/// the bounded wait then fails the test instead of hanging.
+async fn refused(args: &[&str], vars: &[(&str, &str)]) -> String {
+    let mut all = vec!["--bind", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = start(&all, vars);
+    let status = child.wait().await;
+    let stderr = child.stderr();
+    assert!(!status.success(), "{status}; stderr:\n{stderr}");
+    assert!(status.code().is_some(), "killed by a signal: {status}");
+    stderr
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    file.write_all(text.as_bytes()).expect("config written");
+    file
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `GET /health` until it answers 200; fails if the child exits or 10 s pass.
+async fn wait_healthy(child: &mut Running, port: u16) {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    loop {
+        if let Ok(response) = client.get(&url).send().await {
+            if response.status() == StatusCode::OK {
+                return;
+            }
+        }
+        if let Some(status) = child.child.try_wait().expect("child status") {
+            panic!(
+                "presenced exited early: {status}; stderr:\n{}",
+                child.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/health did not answer within {GIVE_UP_AFTER:?}; stderr:\n{}",
+            child.stderr()
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_key_in_the_config_file_stops_start_up_naming_key_and_file() {
+    let file = config_file("[presence]\nmax_ids = 10\nmax_idz = 10\n");
+    let stderr = refused(&["--config", path_str(file.path())], &[]).await;
+    assert!(stderr.contains("presence.max_idz"), "{stderr}");
+    assert!(stderr.contains(path_str(file.path())), "{stderr}");
+}
+
+#[tokio::test]
+async fn unknown_section_in_the_config_file_stops_start_up_naming_it() {
+    let file = config_file("[bogus]\nx = 1\n");
+    let stderr = refused(&["--config", path_str(file.path())], &[]).await;
+    assert!(stderr.contains("bogus"), "{stderr}");
+    assert!(stderr.contains(path_str(file.path())), "{stderr}");
+}
+
+#[tokio::test]
+async fn unparsable_config_file_stops_start_up_naming_the_file() {
+    let file = config_file("[server\nworkers = 1\n");
+    let stderr = refused(&["--config", path_str(file.path())], &[]).await;
+    assert!(stderr.contains(path_str(file.path())), "{stderr}");
+    assert!(stderr.to_lowercase().contains("toml"), "{stderr}");
+}
+
+#[tokio::test]
+async fn missing_config_file_stops_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("absent.toml");
+    let stderr = refused(&["--config", path_str(&path)], &[]).await;
+    assert!(stderr.contains(path_str(&path)), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_value_in_a_config_variable_stops_start_up_naming_the_variable() {
+    let stderr = refused(&[], &[("PRESENCED_PRESENCE_MAX_IDS", "abc")]).await;
+    assert!(stderr.contains("PRESENCED_PRESENCE_MAX_IDS"), "{stderr}");
+    assert!(stderr.contains("abc"), "{stderr}");
+}
+
+#[tokio::test]
+async fn unknown_presenced_variable_stops_start_up_naming_it() {
+    let stderr = refused(&[], &[("PRESENCED_FOO_BAR", "1")]).await;
+    assert!(stderr.contains("PRESENCED_FOO_BAR"), "{stderr}");
+}
+
+#[tokio::test]
+async fn out_of_range_value_in_the_file_stops_start_up_naming_key_and_file() {
+    let file = config_file("[presence]\nmax_ids = 0\n");
+    let stderr = refused(&["--config", path_str(file.path())], &[]).await;
+    assert!(stderr.contains("presence.max_ids"), "{stderr}");
+    assert!(stderr.contains(path_str(file.path())), "{stderr}");
+}
+
+/// The two users of the upstream page's example answer, field for field.
+fn page_users() -> [Value; 2] {
+    [
+        json!({
+            "_id": "rocket.cat",
+            "name": "Rocket.Cat",
+            "username": "rocket.cat",
+            "status": "online",
+            "utcOffset": 0,
+            "avatarETag": "5BB9B5ny5DkKdrwkq"
+        }),
+        json!({
+            "_id": "rocketchat.internal.admin.test",
+            "name": "RocketChat Internal Admin Test",
+            "username": "rocketchat.internal.admin.test",
+            "status": "online",
+            "utcOffset": -2,
+            "avatarETag": "iEbEm4bTT327NJjXt"
+        }),
+    ]
+}
+
+#[tokio::test]
+async fn demo_answers_the_upstream_pages_curl_and_sigterm_exits_0() {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = start(&["--bind", &bind, "--demo"], &[]);
+    wait_healthy(&mut child, port).await;
+
+    // The page's request, verbatim but for the port.
+    let response = reqwest::Client::new()
+        .get(format!("http://localhost:{port}/api/v1/users.presence"))
+        .header("X-Auth-Token", DEMO_TOKEN)
+        .header("X-User-Id", DEMO_USER)
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["full"], true, "{body}");
+    let users = body["users"].as_array().expect("users");
+    for want in page_users() {
+        let got = users
+            .iter()
+            .find(|u| u["_id"] == want["_id"])
+            .unwrap_or_else(|| panic!("{} missing from {body}", want["_id"]));
+        assert_eq!(got, &want);
+    }
+
+    child.terminate();
+    let status = child.wait().await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        child.stderr()
+    );
+}
+
+#[tokio::test]
+async fn without_an_ingest_token_the_internal_api_answers_403_and_start_up_says_so() {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = start(&["--bind", &bind], &[]);
+    wait_healthy(&mut child, port).await;
+
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/internal/v1/stats"))
+        .bearer_auth("any-token")
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(body["success"], false, "{body}");
+
+    child.terminate();
+    let status = child.wait().await;
+    assert_eq!(status.code(), Some(0), "{status}");
+    let stderr = child.stderr();
+    assert!(stderr.contains("ingest token"), "{stderr}");
+}
+
+#[tokio::test]
+async fn ingest_token_from_the_environment_opens_the_internal_api() {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = start(
+        &["--bind", &bind],
+        &[("PRESENCED_INGEST_TOKEN", "from-the-env")],
+    );
+    wait_healthy(&mut child, port).await;
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/internal/v1/stats");
+    let ok = client
+        .get(&url)
+        .bearer_auth("from-the-env")
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let wrong = client
+        .get(&url)
+        .bearer_auth("not-it")
+        .send()
+        .await
+        .expect("request sent");
+    // SPEC §4 pins no code for a wrong bearer token; either refusal will do.
+    assert!(
+        matches!(wrong.status().as_u16(), 401 | 403),
+        "{}",
+        wrong.status()
+    );
+
+    child.terminate();
+    assert_eq!(child.wait().await.code(), Some(0));
+}

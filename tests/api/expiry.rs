@@ -1,0 +1,167 @@
+//! Connection expiry over real time (SPEC §1): a connection not refreshed within
+//! `connection_ttl` closes, and the change shows like any other.
+//!
+//! These tests wait on the wall clock because the real server's expiry task is
+//! the thing under test; every wait is a bounded polling loop.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const TTL: Duration = Duration::from_secs(1);
+const POLL_EVERY: Duration = Duration::from_millis(100);
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+
+async fn spawn_with_short_ttl() -> TestApp {
+    spawn_app_with(|s| s.presence.connection_ttl = TTL).await
+}
+
+/// Polls `check` every 100 ms until it returns true; fails after 10 s.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {GIVE_UP_AFTER:?} waiting until {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// The status `viewer` reads for `id` with `users.getStatus`.
+async fn status_of(app: &TestApp, viewer: &Login, id: &str) -> String {
+    let answer = app
+        .public(
+            viewer,
+            Method::GET,
+            &format!("/api/v1/users.getStatus?userId={id}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body["status"].as_str().expect("status").to_owned()
+}
+
+async fn heartbeat(app: &TestApp, connection: &str, user: &str) -> Value {
+    app.ingest_ok(
+        Method::PUT,
+        &format!("/connections/{connection}"),
+        Some(json!({"userId": user, "status": "online"})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn unrefreshed_connection_expires_and_the_user_goes_offline_in_deltas() {
+    let app = spawn_with_short_ttl().await;
+    let viewer = app.login("viewer").await;
+    let jane = app.login("jane").await;
+    app.connect("jane", "online").await;
+
+    // Baselines taken while jane is online, after her connection opened.
+    let baseline = app.presence(&viewer, "").await;
+    assert_eq!(baseline.user("jane").expect("online")["status"], "online");
+    let cursor = baseline.cursor();
+    let from = iso_ms(now_ms());
+    assert_eq!(app.stats().await["connections"], 1);
+
+    wait_until("jane's connection expires", || async {
+        status_of(&app, &viewer, "jane").await == "offline"
+    })
+    .await;
+
+    let since = app.presence(&viewer, &format!("since={cursor}")).await;
+    assert!(!since.full());
+    assert_eq!(since.ids(), ["jane"], "{}", since.body);
+    assert_eq!(since.user("jane").expect("jane")["status"], "offline");
+
+    let delta = app.presence(&viewer, &format!("from={from}")).await;
+    assert!(!delta.full());
+    assert_eq!(delta.ids(), ["jane"], "{}", delta.body);
+    assert_eq!(delta.user("jane").expect("jane")["status"], "offline");
+
+    // Jane herself sees the expiry too: no connection is left.
+    let own = app
+        .public(&jane, Method::GET, "/api/v1/users.getStatus", None)
+        .await;
+    assert_eq!(own.body["connectionStatus"], "offline", "{}", own.body);
+
+    let stats = app.stats().await;
+    assert_eq!(stats["expiredConnections"], 1, "{stats}");
+    assert_eq!(stats["connections"], 0, "{stats}");
+    assert_eq!(stats["online"], 0, "{stats}");
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_connection_alive_past_its_ttl_and_it_expires_once_they_stop() {
+    let app = spawn_with_short_ttl().await;
+    let viewer = app.login("viewer").await;
+    app.user("jane").await;
+    let opened = heartbeat(&app, "c-jane", "jane").await;
+    assert_eq!(opened["changed"], true, "{opened}");
+
+    // Refresh every 300 ms for 2 s: twice the TTL, never a gap as long as it.
+    let mut ticks = tokio::time::interval(Duration::from_millis(300));
+    let started = Instant::now();
+    while started.elapsed() < 2 * TTL {
+        ticks.tick().await;
+        let answer = heartbeat(&app, "c-jane", "jane").await;
+        assert_eq!(
+            answer["changed"], false,
+            "a heartbeat is not a change: {answer}"
+        );
+        assert_eq!(status_of(&app, &viewer, "jane").await, "online");
+    }
+    assert_eq!(status_of(&app, &viewer, "jane").await, "online");
+    let stats = app.stats().await;
+    assert_eq!(stats["expiredConnections"], 0, "{stats}");
+    assert_eq!(stats["connections"], 1, "{stats}");
+
+    let cursor = app.presence(&viewer, "").await.cursor();
+    wait_until(
+        "jane's connection expires after the heartbeats stop",
+        || async { status_of(&app, &viewer, "jane").await == "offline" },
+    )
+    .await;
+
+    let since = app.presence(&viewer, &format!("since={cursor}")).await;
+    assert_eq!(since.ids(), ["jane"], "{}", since.body);
+    assert_eq!(since.user("jane").expect("jane")["status"], "offline");
+    assert_eq!(app.stats().await["expiredConnections"], 1);
+}
+
+#[tokio::test]
+async fn expiry_of_one_connection_leaves_the_refreshed_one_open() {
+    let app = spawn_with_short_ttl().await;
+    let viewer = app.login("viewer").await;
+    app.user("jane").await;
+    app.ingest_ok(
+        Method::PUT,
+        "/connections/phone",
+        Some(json!({"userId": "jane", "status": "away"})),
+    )
+    .await;
+    heartbeat(&app, "laptop", "jane").await;
+    assert_eq!(status_of(&app, &viewer, "jane").await, "online");
+
+    // Only the laptop heartbeats; the phone expires, jane stays online.
+    let mut ticks = tokio::time::interval(Duration::from_millis(300));
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    loop {
+        ticks.tick().await;
+        heartbeat(&app, "laptop", "jane").await;
+        if app.stats().await["expiredConnections"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the phone never expired");
+    }
+    assert_eq!(status_of(&app, &viewer, "jane").await, "online");
+    assert_eq!(app.stats().await["connections"], 1);
+}
