@@ -33,14 +33,21 @@ pub async fn read_limited(
     Ok(body.freeze())
 }
 
-/// Parses `bytes` as JSON into `T`; an empty body reads as `{}`.
+/// Parses `bytes`, a JSON object, into `T`; an empty body reads as `{}`.
+///
+/// Every body here is an object. Checking that first matters: serde's derived
+/// structs would also accept an array and read it as the fields in order.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid_params(format!("body: {e}")))
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => serde_json::from_slice(b"{}"),
+        Some(b'{') => serde_json::from_slice(bytes),
+        Some(_) => {
+            return Err(ApiError::invalid_params(
+                "body: expected a JSON object, e.g. {\"field\": \"value\"}",
+            ))
+        }
+    }
+    .map_err(|e| ApiError::invalid_params(format!("body: {e}")))
 }
 
 /// Reads and parses a JSON body in one step.

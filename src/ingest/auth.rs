@@ -31,7 +31,11 @@ fn check(req: &HttpRequest) -> Result<IngestAuth, ApiError> {
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .ok_or_else(ApiError::ingest_unauthorized)?;
     if state.is_ingest_token(presented.trim()) {
         Ok(IngestAuth)

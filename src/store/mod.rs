@@ -394,11 +394,12 @@ impl Store {
         Some(self.publish(&owner, &mut record, touched))
     }
 
-    /// Closes every connection of a chat-server instance. Returns how many closed.
+    /// Closes every connection of a chat-server instance. Returns how many
+    /// closed, and the last change that made.
     ///
     /// Walks the connection index: instances die rarely, so this costs less than
     /// keeping a second index current on every connection event.
-    pub fn delete_instance(&self, instance: &InstanceId) -> usize {
+    pub fn delete_instance(&self, instance: &InstanceId) -> (usize, Written) {
         let doomed: Vec<ConnectionId> = self
             .shared
             .connections
@@ -406,13 +407,19 @@ impl Store {
             .filter(|entry| entry.value().instance.as_ref() == Some(instance))
             .map(|entry| entry.key().clone())
             .collect();
-        doomed
-            .iter()
-            .filter(|connection| {
+        let mut closed = 0;
+        let mut last = Written::NOTHING;
+        for connection in &doomed {
+            if let Some(written) =
                 self.close_connection(connection, |c| c.instance.as_ref() == Some(instance))
-                    .is_some()
-            })
-            .count()
+            {
+                closed += 1;
+                if written.changed() {
+                    last = written;
+                }
+            }
+        }
+        (closed, last)
     }
 
     /// Refreshes every connection of an instance, as one heartbeat for all of

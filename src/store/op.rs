@@ -79,11 +79,9 @@ impl Store {
                 .into(),
             Op::DeleteConnection { connection } => self.delete_connection(&connection).into(),
             Op::DeleteInstance { instance } => {
-                let closed = self.delete_instance(&instance);
+                let (closed, written) = self.delete_instance(&instance);
                 Applied {
-                    written: Written {
-                        change: (closed > 0).then(|| self.cursor()),
-                    },
+                    written,
                     closed: Some(closed),
                 }
             }

@@ -90,9 +90,14 @@ impl UserRecord {
         )
     }
 
-    /// Applies the SPEC §1 rule; used after every connection event.
+    /// Applies the SPEC §1 rule after a connection event (which ends a manual
+    /// status set's exception). Only the status can change here.
     fn recompute(&mut self) -> Touched {
-        self.status = visible_status(self.chosen, self.connection_status());
+        let status = visible_status(self.chosen, self.connection_status());
+        if status == self.status {
+            return Touched::Hidden;
+        }
+        self.status = status;
         Touched::Visible
     }
 
@@ -131,10 +136,8 @@ impl UserRecord {
             if instance.is_some() {
                 conn.instance = instance;
             }
-            if conn.status == status {
-                // A heartbeat: nothing visible can have changed.
-                return (Touched::Hidden, false);
-            }
+            // A heartbeat is a connection event too: it recomputes, which only
+            // matters after a manual status set.
             conn.status = status;
             return (self.recompute(), false);
         }

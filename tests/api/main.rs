@@ -4,8 +4,10 @@
 mod helpers;
 
 mod auth;
+mod batch;
 mod cli;
 mod expiry;
+mod ingest;
 mod invariant;
 mod presence;
 mod startup;
