@@ -48,11 +48,26 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Sequence number of the newest change.",
         stats.log.head.seq() as f64,
     );
-    let _ = writeln!(
-        out,
-        "# HELP presenced_connections_expired_total Connections expired for lack of heartbeats.\n\
-         # TYPE presenced_connections_expired_total counter\npresenced_connections_expired_total {}",
-        stats.expired
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        "presenced_connections_expired_total",
+        "Connections expired for lack of heartbeats.",
+        stats.expired,
+    );
+    counter(
+        "presenced_snapshot_rebuilds_total",
+        "Times the full users.presence answer was rendered.",
+        state.snapshots.rebuilds(),
+    );
+    counter(
+        "presenced_not_modified_total",
+        "users.presence answers that were 304 Not Modified.",
+        state.counters.not_modified_total(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod presence;
 pub mod query;
+pub mod snapshot_cache;
 pub mod status;
 
 use crate::http::not_found;

@@ -1,15 +1,21 @@
-//! `GET|POST /api/v1/users.presence` (SPEC §3.1): picks the branch, asks the
-//! store, and assembles the body from the users' pre-rendered JSON.
+//! `GET|POST /api/v1/users.presence` (SPEC §3.1): plans the answer from the
+//! parameters, revalidates (`ETag` / `304`) before doing any work, and assembles
+//! the body from the users' pre-rendered JSON (the full answer from a cache).
 
 use super::auth::Authenticated;
 use super::query::{Branch, PresenceParams};
+use crate::domain::UserId;
 use crate::http::body::read_json;
+use crate::http::encoding::{accepts_gzip, gzip, MIN_COMPRESSED_BYTES};
 use crate::http::{ApiError, AppState};
-use crate::store::{Caller, Cursor, Delta, Lagged, Snapshot, UserView};
-use actix_web::http::header::{CacheControl, CacheDirective};
-use actix_web::{web, HttpRequest, HttpResponse};
+use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
+use actix_web::http::header::{self, CacheControl, CacheDirective, EntityTag, IfNoneMatch};
+use actix_web::web::Bytes;
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
+use flate2::Compression;
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// The users of an answer, whether they are the full state, and where in the log
@@ -22,7 +28,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn full(snapshot: Snapshot) -> Answer {
+    pub(crate) fn full(snapshot: Snapshot) -> Answer {
         Answer {
             users: snapshot.users,
             full: true,
@@ -63,65 +69,160 @@ impl Answer {
     }
 }
 
-/// Answers a presence request by the branches of SPEC §3.1, first match wins.
-pub fn answer(
-    state: &AppState,
-    caller: &Caller,
-    params: &PresenceParams,
-    now_ms: i64,
-) -> Result<Answer, ApiError> {
-    let store = &state.store;
-    if store.broadcast_disabled() {
-        return Ok(Answer {
-            users: Vec::new(),
-            full: true,
-            cursor: store.cursor(),
-        });
-    }
-    let answer = match params.branch(state.max_ids)? {
-        Branch::Since { cursor, ids: None } => match store.changed_since(cursor, |_| true) {
-            Ok(delta) => Answer::delta(delta),
-            Err(Lagged) => Answer::full(store.online()),
-        },
-        Branch::Since {
-            cursor,
-            ids: Some(ids),
-        } => {
-            let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-            match store.changed_since(cursor, |v| wanted.contains(v.id().as_str())) {
-                Ok(delta) => Answer::delta(delta),
-                // The full state of just the users asked about.
-                Err(Lagged) => Answer::full(store.online_among(ids.iter().map(String::as_str))),
-            }
-        }
-        Branch::Ids(ids) => {
-            let snapshot = store.online_among(ids.iter().map(String::as_str));
-            Answer::partial(snapshot.users, snapshot.cursor)
-        }
-        Branch::From(from_ms) => {
-            let window_ms = i64::try_from(state.delta_window.as_millis()).unwrap_or(i64::MAX);
-            let within_window = now_ms.saturating_sub(from_ms) < window_ms;
-            match within_window.then(|| store.changed_from(from_ms, |v| v.id() != &caller.id)) {
-                Some(Ok(delta)) => Answer::delta(delta),
-                Some(Err(Lagged)) | None => Answer::full(store.online()),
-            }
-        }
-        Branch::Full => Answer::full(store.online()),
-    };
-    Ok(answer)
+/// What a request asks for, decided before any work: SPEC §3.1's branches,
+/// first match wins. The body is a function of the plan and the log position,
+/// which is what makes the plan plus the cursor a sound `ETag`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Plan {
+    /// Broadcast disabled: `users: [], full: true`.
+    Disabled,
+    /// Everyone not offline.
+    Full,
+    /// Changes after a cursor, of some users or all.
+    Since {
+        cursor: Cursor,
+        ids: Option<Vec<String>>,
+    },
+    /// The listed users that are not offline.
+    Ids(Vec<String>),
+    /// Changes at or after a time, within the window, without the caller.
+    From { from_ms: i64, caller: UserId },
 }
 
-fn respond(
+impl Plan {
+    /// Chooses the plan for `params` as `caller` at `now_ms`.
+    pub fn new(
+        state: &AppState,
+        caller: &UserId,
+        params: &PresenceParams,
+        now_ms: i64,
+    ) -> Result<Plan, ApiError> {
+        if state.store.broadcast_disabled() {
+            return Ok(Plan::Disabled);
+        }
+        Ok(match params.branch(state.max_ids)? {
+            Branch::Since { cursor, ids } => Plan::Since { cursor, ids },
+            Branch::Ids(ids) => Plan::Ids(ids),
+            Branch::From(from_ms) => {
+                let window_ms = i64::try_from(state.delta_window.as_millis()).unwrap_or(i64::MAX);
+                if now_ms.saturating_sub(from_ms) < window_ms {
+                    Plan::From {
+                        from_ms,
+                        caller: caller.clone(),
+                    }
+                } else {
+                    Plan::Full
+                }
+            }
+            Branch::Full => Plan::Full,
+        })
+    }
+
+    /// The entity tag of this plan's answer at log position `cursor`.
+    pub fn etag(&self, cursor: Cursor) -> EntityTag {
+        // Any hash does, as long as it is the same for the same input within a
+        // process; a restart starts a new epoch and so new tags anyway.
+        let mut hasher = DefaultHasher::new();
+        (self, cursor).hash(&mut hasher);
+        EntityTag::new_weak(format!("{:016x}", hasher.finish()))
+    }
+
+    /// Builds the answer, except `Full`, which the snapshot cache serves.
+    fn answer(&self, store: &Store) -> Answer {
+        match self {
+            Plan::Disabled => Answer {
+                users: Vec::new(),
+                full: true,
+                cursor: store.cursor(),
+            },
+            Plan::Full => Answer::full(store.online()),
+            Plan::Since { cursor, ids: None } => match store.changed_since(*cursor, |_| true) {
+                Ok(delta) => Answer::delta(delta),
+                Err(Lagged) => Answer::full(store.online()),
+            },
+            Plan::Since {
+                cursor,
+                ids: Some(ids),
+            } => {
+                let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                match store.changed_since(*cursor, |v| wanted.contains(v.id().as_str())) {
+                    Ok(delta) => Answer::delta(delta),
+                    // The full state of just the users asked about.
+                    Err(Lagged) => Answer::full(store.online_among(ids.iter().map(String::as_str))),
+                }
+            }
+            Plan::Ids(ids) => {
+                let snapshot = store.online_among(ids.iter().map(String::as_str));
+                Answer::partial(snapshot.users, snapshot.cursor)
+            }
+            Plan::From { from_ms, caller } => {
+                match store.changed_from(*from_ms, |v| v.id() != caller) {
+                    Ok(delta) => Answer::delta(delta),
+                    Err(Lagged) => Answer::full(store.online()),
+                }
+            }
+        }
+    }
+}
+
+/// Returns true if and only if the client already holds `tag` (weak comparison).
+fn holds(req: &HttpRequest, tag: &EntityTag) -> bool {
+    match req.get_header::<IfNoneMatch>() {
+        Some(IfNoneMatch::Any) => true,
+        Some(IfNoneMatch::Items(items)) => items.iter().any(|held| held.weak_eq(tag)),
+        None => false,
+    }
+}
+
+fn respond_with(
+    req: &HttpRequest,
+    tag: EntityTag,
+    body: Bytes,
+    gzipped: impl FnOnce() -> Bytes,
+) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("application/json")
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .insert_header(header::ETag(tag))
+        .insert_header((header::VARY, "Accept-Encoding"));
+    if body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req) {
+        response.insert_header((header::CONTENT_ENCODING, "gzip"));
+        return response.body(gzipped());
+    }
+    response.body(body)
+}
+
+async fn respond(
+    req: &HttpRequest,
     state: &AppState,
-    caller: &Caller,
+    caller: &UserId,
     params: &PresenceParams,
 ) -> Result<HttpResponse, ApiError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let body = answer(state, caller, params, now_ms)?.render();
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
-        .body(body))
+    let plan = Plan::new(state, caller, params, now_ms)?;
+    let tag = plan.etag(state.store.cursor());
+    if holds(req, &tag) {
+        state.counters.not_modified();
+        return Ok(HttpResponse::NotModified()
+            .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+            .insert_header(header::ETag(tag))
+            .finish());
+    }
+    if plan == Plan::Full {
+        let rendered = state.snapshots.get(&state.store).await;
+        let tag = plan.etag(rendered.cursor);
+        return Ok(respond_with(req, tag, rendered.body.clone(), || {
+            rendered.gzipped()
+        }));
+    }
+    let answer = plan.answer(&state.store);
+    let body = Bytes::from(answer.render());
+    // The tag of what was built: the log may have moved since the check above.
+    let tag = plan.etag(answer.cursor);
+    Ok(respond_with(req, tag, body.clone(), || {
+        gzip(&body, Compression::fast())
+    }))
 }
 
 /// `GET /api/v1/users.presence?ids=..&from=..&since=..`
@@ -130,11 +231,8 @@ pub async fn get(
     caller: Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    respond(
-        &state,
-        &caller.0,
-        &PresenceParams::from_query(req.query_string()),
-    )
+    let params = PresenceParams::from_query(req.query_string());
+    respond(&req, &state, &caller.0.id, &params).await
 }
 
 /// `POST /api/v1/users.presence` with `{"ids": [..], "since": "..", "from": ".."}`,
@@ -146,5 +244,5 @@ pub async fn post(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let params: PresenceParams = read_json(&req, payload, state.max_body_bytes).await?;
-    respond(&state, &caller.0, &params)
+    respond(&req, &state, &caller.0.id, &params).await
 }

@@ -1,9 +1,29 @@
 //! What every handler shares: the store and the settings that shape answers.
 
+use crate::api::snapshot_cache::SnapshotCache;
 use crate::store::Store;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+
+/// Counts of HTTP-level events, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    not_modified: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a `304 Not Modified`.
+    pub fn not_modified(&self) {
+        self.not_modified.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns how many `304 Not Modified` were answered.
+    pub fn not_modified_total(&self) -> u64 {
+        self.not_modified.load(Ordering::Relaxed)
+    }
+}
 
 /// Built once, outside the worker factory, and shared by all workers.
 #[derive(Debug)]
@@ -12,6 +32,9 @@ pub struct AppState {
     pub delta_window: Duration,
     pub max_ids: usize,
     pub max_body_bytes: usize,
+    /// The full `users.presence` answer, rendered once per log position.
+    pub snapshots: SnapshotCache,
+    pub counters: Counters,
     /// SHA-256 of the ingest token; `None` disables the internal API.
     ingest_token_hash: Option<[u8; 32]>,
 }
@@ -29,6 +52,8 @@ impl AppState {
             delta_window,
             max_ids,
             max_body_bytes,
+            snapshots: SnapshotCache::default(),
+            counters: Counters::default(),
             ingest_token_hash: ingest_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
     }

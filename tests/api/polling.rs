@@ -1,0 +1,253 @@
+//! Polling aids (SPEC §3.1): `ETag` / `If-None-Match` -> 304, compression, and
+//! the full answer rendered once per log position.
+
+use crate::helpers::*;
+use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, ETAG, IF_NONE_MATCH};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::Read as _;
+
+async fn populated() -> (TestApp, Login) {
+    let app = spawn_app().await;
+    let caller = app.login("caller").await;
+    for id in ["a", "b"] {
+        app.user(id).await;
+        app.connect(id, "online").await;
+    }
+    (app, caller)
+}
+
+/// A GET of users.presence with extra headers; the raw response.
+async fn get(
+    app: &TestApp,
+    caller: &Login,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .get(app.url(&format!("/api/v1/users.presence?{query}")))
+        .header("X-User-Id", &caller.id)
+        .header("X-Auth-Token", &caller.token);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("request sent")
+}
+
+fn etag(response: &reqwest::Response) -> String {
+    response.headers()[ETAG]
+        .to_str()
+        .expect("ascii etag")
+        .to_owned()
+}
+
+/// The queries of every branch, for a given cursor.
+fn variants(cursor: &str) -> Vec<String> {
+    vec![
+        String::new(),
+        format!("since={cursor}"),
+        format!("from={}", iso_ms(now_ms() - 1000)),
+        "from=2019-05-22".to_owned(),
+        "ids=a,b".to_owned(),
+        format!("ids[]=a&since={cursor}"),
+    ]
+}
+
+#[tokio::test]
+async fn every_variant_revalidates_to_304_with_no_body_until_something_changes() {
+    let (app, caller) = populated().await;
+    let cursor = app.presence(&caller, "").await.cursor();
+    for query in variants(&cursor) {
+        let first = get(&app, &caller, &query, &[]).await;
+        assert_eq!(first.status(), StatusCode::OK, "{query}");
+        assert_eq!(first.headers()["cache-control"], "no-cache");
+        let tag = etag(&first);
+        assert!(tag.starts_with("W/\""), "{tag}");
+
+        let again = get(&app, &caller, &query, &[("if-none-match", &tag)]).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{query}");
+        assert_eq!(etag(&again), tag);
+        assert_eq!(again.headers()["cache-control"], "no-cache");
+        assert!(again.bytes().await.unwrap().is_empty());
+
+        let other = get(
+            &app,
+            &caller,
+            &query,
+            &[("if-none-match", "W/\"0000\", \"x\"")],
+        )
+        .await;
+        assert_eq!(
+            other.status(),
+            StatusCode::OK,
+            "a tag the client does not hold: {query}"
+        );
+    }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("presenced_not_modified_total 6"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_visible_change_changes_the_tag_and_the_body() {
+    let (app, caller) = populated().await;
+    let cursor = app.presence(&caller, "").await.cursor();
+    let before: Vec<(String, String)> = {
+        let mut tags = Vec::new();
+        for query in [
+            "".to_owned(),
+            format!("since={cursor}"),
+            "ids=a,b".to_owned(),
+        ] {
+            let tag = etag(&get(&app, &caller, &query, &[]).await);
+            tags.push((query, tag));
+        }
+        tags
+    };
+    app.connect("a", "away").await;
+    for (query, tag) in before {
+        let answer = get(&app, &caller, &query, &[(IF_NONE_MATCH.as_str(), &tag)]).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{query}");
+        assert_ne!(etag(&answer), tag);
+        let body: Value = answer.json().await.unwrap();
+        let a = body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["_id"] == "a")
+            .cloned();
+        assert_eq!(a.unwrap()["status"], "away", "{query}");
+    }
+}
+
+#[tokio::test]
+async fn post_answers_revalidate_like_get() {
+    let (app, caller) = populated().await;
+    let post = |tag: Option<String>| {
+        let mut request = app
+            .client
+            .post(app.url("/api/v1/users.presence"))
+            .header("X-User-Id", &caller.id)
+            .header("X-Auth-Token", &caller.token)
+            .json(&json!({"ids": ["a", "b"]}));
+        if let Some(tag) = tag {
+            request = request.header(IF_NONE_MATCH, tag);
+        }
+        request.send()
+    };
+    let first = post(None).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let again = post(Some(etag(&first))).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn broadcast_disabled_answers_carry_their_own_tag() {
+    let (app, caller) = populated().await;
+    let enabled = etag(&get(&app, &caller, "", &[]).await);
+    app.ingest_ok(
+        Method::PUT,
+        "/settings",
+        Some(json!({"broadcastDisabled": true})),
+    )
+    .await;
+    let disabled = get(&app, &caller, "", &[(IF_NONE_MATCH.as_str(), &enabled)]).await;
+    assert_eq!(
+        disabled.status(),
+        StatusCode::OK,
+        "the empty answer is not the one the client holds"
+    );
+    let body: Value = disabled.json().await.unwrap();
+    assert_eq!(body["users"], json!([]));
+}
+
+fn gunzip(bytes: &[u8]) -> Value {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .expect("valid gzip");
+    serde_json::from_str(&text).expect("json inside")
+}
+
+#[tokio::test]
+async fn large_answers_are_gzipped_when_accepted_and_tiny_ones_never() {
+    let app = spawn_app().await;
+    let caller = app.login("caller").await;
+    let ops: Vec<Value> = (0..60)
+        .flat_map(|i| {
+            let id = format!("user{i:03}");
+            [
+                json!({"op": "putUser", "userId": id, "username": id, "name": "Some Long Display Name"}),
+                json!({"op": "putConnection", "connectionId": format!("c{i}"), "userId": id, "status": "online"}),
+            ]
+        })
+        .collect();
+    app.ingest_ok(Method::POST, "/batch", Some(json!({ "ops": ops })))
+        .await;
+
+    let plain: Value = get(&app, &caller, "", &[]).await.json().await.unwrap();
+    let packed = get(&app, &caller, "", &[(ACCEPT_ENCODING.as_str(), "br, gzip")]).await;
+    assert_eq!(packed.headers()[CONTENT_ENCODING], "gzip");
+    assert_eq!(packed.headers()["vary"], "Accept-Encoding");
+    assert_eq!(gunzip(&packed.bytes().await.unwrap()), plain);
+
+    let refused = get(&app, &caller, "", &[(ACCEPT_ENCODING.as_str(), "gzip;q=0")]).await;
+    assert!(refused.headers().get(CONTENT_ENCODING).is_none());
+
+    let tiny = get(
+        &app,
+        &caller,
+        "ids=user001",
+        &[(ACCEPT_ENCODING.as_str(), "gzip")],
+    )
+    .await;
+    assert!(
+        tiny.headers().get(CONTENT_ENCODING).is_none(),
+        "a tiny body goes out as it is"
+    );
+    let body: Value = tiny.json().await.unwrap();
+    assert_eq!(body["users"][0]["_id"], "user001");
+}
+
+async fn rebuilds(app: &TestApp) -> u64 {
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("presenced_snapshot_rebuilds_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("rebuild counter")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_full_answer_is_rendered_once_per_log_position_however_many_poll_at_once() {
+    let (app, caller) = populated().await;
+    for round in 0..3 {
+        app.connect("a", if round % 2 == 0 { "away" } else { "online" })
+            .await;
+        let before = rebuilds(&app).await;
+        let polls: Vec<_> = (0..16).map(|_| get(&app, &caller, "", &[])).collect();
+        let answers = futures_util::future::join_all(polls).await;
+        let tags: std::collections::HashSet<String> = answers.iter().map(etag).collect();
+        assert_eq!(tags.len(), 1, "every poll got the same answer");
+        assert_eq!(rebuilds(&app).await - before, 1, "round {round}");
+    }
+}
