@@ -2,11 +2,8 @@
 //! the 404 of unknown routes, and the operator probes.
 
 use crate::helpers::*;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// Every public route, with a request that succeeds for a valid login.
 const ROUTES: [(&str, &str); 4] = [
@@ -18,35 +15,6 @@ const ROUTES: [(&str, &str); 4] = [
 
 /// Request headers as `(name, value)` pairs.
 type Headers<'a> = &'a [(&'a str, &'a str)];
-
-fn login_required() -> Value {
-    json!({
-        "success": false,
-        "status": "error",
-        "message": "You must be logged in to do this.",
-        "error": "You must be logged in to do this."
-    })
-}
-
-fn not_found_body() -> Value {
-    json!({"success": false, "error": "Resource not found"})
-}
-
-/// `base64(sha256(token))`, as Rocket.Chat stores login tokens.
-fn hashed(token: &str) -> String {
-    STANDARD.encode(Sha256::digest(token.as_bytes()))
-}
-
-async fn answer_of(response: reqwest::Response) -> Answer {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.bytes().await.expect("body reads");
-    Answer {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
-}
 
 /// Calls `method path` with exactly the given headers. Writes carry a body that
 /// would be accepted from a logged-in user.
@@ -64,7 +32,7 @@ async fn call(app: &TestApp, method: &str, path: &str, headers: Headers<'_>) -> 
         };
         request = request.json(&body);
     }
-    answer_of(request.send().await.expect("request sent")).await
+    send(request).await
 }
 
 /// Asserts every public route answers the upstream 401 for these headers.
@@ -95,8 +63,13 @@ async fn assert_accepted_everywhere(app: &TestApp, headers: Headers<'_>, case: &
     }
 }
 
+/// The two auth headers, naming user `id` and presenting `token`.
+fn auth<'a>(id: &'a str, token: &'a str) -> [(&'static str, &'a str); 2] {
+    [("X-User-Id", id), ("X-Auth-Token", token)]
+}
+
 fn headers_of(login: &Login) -> [(&str, &str); 2] {
-    [("X-User-Id", &login.id), ("X-Auth-Token", &login.token)]
+    auth(&login.id, &login.token)
 }
 
 /// The `users.getStatus` body the user reads of itself.
@@ -135,18 +108,8 @@ async fn wrong_or_empty_token_gets_401() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
     let wrong = format!("{}x", jane.token);
-    assert_rejected_everywhere(
-        &app,
-        &[("X-User-Id", &jane.id), ("X-Auth-Token", &wrong)],
-        "wrong token",
-    )
-    .await;
-    assert_rejected_everywhere(
-        &app,
-        &[("X-User-Id", &jane.id), ("X-Auth-Token", "")],
-        "empty token",
-    )
-    .await;
+    assert_rejected_everywhere(&app, &auth(&jane.id, &wrong), "wrong token").await;
+    assert_rejected_everywhere(&app, &auth(&jane.id, ""), "empty token").await;
     assert_eq!(own_status(&app, &jane).await["status"], "offline");
 }
 
@@ -155,12 +118,7 @@ async fn token_of_another_user_gets_401() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
     let john = app.login("john").await;
-    assert_rejected_everywhere(
-        &app,
-        &[("X-User-Id", &jane.id), ("X-Auth-Token", &john.token)],
-        "john's token as jane",
-    )
-    .await;
+    assert_rejected_everywhere(&app, &auth(&jane.id, &john.token), "john's token as jane").await;
     assert_eq!(own_status(&app, &jane).await["status"], "offline");
     assert_eq!(own_status(&app, &john).await["status"], "offline");
 }
@@ -169,12 +127,7 @@ async fn token_of_another_user_gets_401() {
 async fn unknown_user_id_gets_401_even_with_a_valid_token_of_someone_else() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
-    assert_rejected_everywhere(
-        &app,
-        &[("X-User-Id", "nobody"), ("X-Auth-Token", &jane.token)],
-        "unknown user id",
-    )
-    .await;
+    assert_rejected_everywhere(&app, &auth("nobody", &jane.token), "unknown user id").await;
 }
 
 #[tokio::test]
@@ -196,18 +149,9 @@ async fn deactivated_user_gets_401_and_is_accepted_again_when_reactivated() {
 async fn revoked_token_gets_401_while_other_tokens_of_the_user_still_work() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
-    app.ingest_ok(
-        Method::POST,
-        "/users/jane/tokens",
-        Some(json!({"token": "second-device"})),
-    )
-    .await;
-    app.ingest_ok(
-        Method::DELETE,
-        "/users/jane/tokens",
-        Some(json!({"token": jane.token})),
-    )
-    .await;
+    app.add_token("jane", json!({"token": "second-device"}))
+        .await;
+    app.revoke_token("jane", json!({"token": jane.token})).await;
 
     assert_rejected_everywhere(&app, &headers_of(&jane), "revoked token").await;
     let second = Login {
@@ -232,12 +176,7 @@ async fn rejected_set_status_changes_nothing() {
     let before = own_status(&app, &jane).await;
     let cursor = app.stats().await["cursor"].clone();
 
-    assert_rejected_everywhere(
-        &app,
-        &[("X-User-Id", &jane.id), ("X-Auth-Token", "not-jane's")],
-        "wrong token",
-    )
-    .await;
+    assert_rejected_everywhere(&app, &auth(&jane.id, "not-jane's"), "wrong token").await;
 
     assert_eq!(own_status(&app, &jane).await, before);
     assert_eq!(app.stats().await["cursor"], cursor, "a change was logged");
@@ -248,39 +187,26 @@ async fn token_registered_as_hashed_token_authenticates_with_the_raw_token() {
     let app = spawn_app().await;
     app.user("jane").await;
     let raw = "raw-login-token-of-jane";
-    app.ingest_ok(
-        Method::POST,
-        "/users/jane/tokens",
-        Some(json!({"hashedToken": hashed(raw)})),
-    )
-    .await;
+    app.add_token("jane", json!({"hashedToken": hashed(raw)}))
+        .await;
 
     assert_accepted_everywhere(
         &app,
-        &[("X-User-Id", "jane"), ("X-Auth-Token", raw)],
+        &auth("jane", raw),
         "raw token of a hashed registration",
     )
     .await;
     // The stored form is not itself a token.
     let stored = hashed(raw);
-    assert_rejected_everywhere(
-        &app,
-        &[("X-User-Id", "jane"), ("X-Auth-Token", &stored)],
-        "hash presented as the token",
-    )
-    .await;
+    assert_rejected_everywhere(&app, &auth("jane", &stored), "hash presented as the token").await;
 }
 
 #[tokio::test]
 async fn token_registered_raw_can_be_revoked_by_its_hash() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
-    app.ingest_ok(
-        Method::DELETE,
-        "/users/jane/tokens",
-        Some(json!({"hashedToken": hashed(&jane.token)})),
-    )
-    .await;
+    app.revoke_token("jane", json!({"hashedToken": hashed(&jane.token)}))
+        .await;
     assert_rejected_everywhere(&app, &headers_of(&jane), "revoked by hash").await;
 }
 

@@ -2,8 +2,9 @@
 //! index with the rest still applied, every op kind, and the whole-batch
 //! rejections, which must change nothing.
 
-use crate::ingest::{assert_invalid, hashed, send_raw, World};
-use reqwest::{Method, StatusCode};
+use crate::helpers::hashed;
+use crate::ingest::{World, ANY};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 /// Posts a batch of `ops` and asserts it was accepted.
@@ -308,38 +309,25 @@ async fn a_batch_without_an_ops_array_is_rejected_and_changes_nothing() {
         json!(null),
         json!("ops"),
     ] {
-        let answer = w
-            .app
-            .ingest(Method::POST, "/batch", Some(body.clone()))
+        w.assert_invalid(Method::POST, "/batch", Some(body), ANY)
             .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{body}: {}",
-            answer.body
-        );
-        answer.assert_error(400, "error-invalid-params");
     }
-    let answer = w
-        .app
-        .ingest(
-            Method::POST,
-            "/batch",
+    for (body, field) in [
+        (
             Some(json!({"ops": [{"op": "deleteUser", "userId": "u"}], "atomic": true})),
-        )
-        .await;
-    assert_invalid(&answer, "atomic");
-    let answer = w.app.ingest(Method::POST, "/batch", Some(json!({}))).await;
-    assert_invalid(&answer, "ops");
-    let answer = w.app.ingest(Method::POST, "/batch", None).await;
-    assert_invalid(&answer, "ops");
+            "atomic",
+        ),
+        (Some(json!({})), "ops"),
+        (None, "ops"),
+    ] {
+        w.assert_invalid(Method::POST, "/batch", body, field).await;
+    }
     for raw in [
         "{\"ops\": [",
         "ops=[]",
         "{\"ops\": [{\"op\": \"deleteUser\", \"userId\": \"u\"},]}",
     ] {
-        let answer = send_raw(&w.app, Method::POST, "/batch", raw).await;
-        assert_invalid(&answer, "body");
+        w.assert_not_json(Method::POST, "/batch", raw).await;
     }
     w.assert_unchanged(&before).await;
     assert_eq!(w.latest("u").await.unwrap()["status"], "offline");
@@ -417,7 +405,7 @@ async fn a_batch_over_the_body_limit_is_rejected_with_413_and_applies_nothing() 
     let ops = put_user_rows(30);
     let body = json!({ "ops": ops }).to_string();
     assert!(body.len() > 1024, "{}", body.len());
-    let answer = send_raw(&w.app, Method::POST, "/batch", &body).await;
+    let answer = w.app.ingest_raw(Method::POST, "/batch", &body).await;
     answer.assert_error(413, "error-payload-too-large");
     w.assert_unchanged(&before).await;
     // A small batch still goes through.

@@ -1,9 +1,13 @@
 //! Spawns the real application on a loopback port and talks to it over HTTP.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use presenced::config::Settings;
 use presenced::Application;
-use reqwest::{Method, StatusCode};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 pub const INGEST_TOKEN: &str = "test-ingest-token";
 
@@ -67,17 +71,6 @@ pub struct Answer {
 }
 
 impl Answer {
-    async fn of(response: reqwest::Response) -> Answer {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body reads");
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
-    }
-
     /// Asserts a `{"success":false,"error":..,"errorType":..}` answer and returns the error text.
     #[track_caller]
     pub fn assert_error(&self, status: u16, error_type: &str) -> String {
@@ -118,21 +111,83 @@ impl Answer {
     }
 }
 
+/// Sends `request` and parses its answer (the one place a raw request is sent).
+pub async fn send(request: RequestBuilder) -> Answer {
+    let response = request.send().await.expect("request sent");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body reads");
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+/// Adds `body`, if any, as JSON.
+fn with_json(request: RequestBuilder, body: Option<Value>) -> RequestBuilder {
+    match body {
+        Some(body) => request.json(&body),
+        None => request,
+    }
+}
+
+/// `path`, followed by `?query` unless the query is empty.
+pub fn with_query(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// `base64(sha256(token))`, standard alphabet, padded: how Rocket.Chat stores
+/// login tokens.
+pub fn hashed(token: &str) -> String {
+    STANDARD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The upstream 401 body of the public API.
+pub fn login_required() -> Value {
+    json!({
+        "success": false,
+        "status": "error",
+        "message": "You must be logged in to do this.",
+        "error": "You must be logged in to do this."
+    })
+}
+
+/// The 404 body of an unknown route.
+pub fn not_found_body() -> Value {
+    json!({"success": false, "error": "Resource not found"})
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
+    /// A request to `/internal/v1{path}` with no auth header.
+    pub fn internal(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(&format!("/internal/v1{path}")))
+    }
+
     /// Calls the internal API with the ingest token.
     pub async fn ingest(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut request = self
-            .client
-            .request(method, self.url(&format!("/internal/v1{path}")))
-            .bearer_auth(INGEST_TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Answer::of(request.send().await.expect("request sent")).await
+        let request = self.internal(method, path).bearer_auth(INGEST_TOKEN);
+        send(with_json(request, body)).await
+    }
+
+    /// Calls the internal API with the ingest token and `body` sent verbatim as JSON.
+    pub async fn ingest_raw(&self, method: Method, path: &str, body: &str) -> Answer {
+        let request = self.internal(method, path).bearer_auth(INGEST_TOKEN);
+        send(
+            request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_owned()),
+        )
+        .await
     }
 
     /// Calls the internal API and asserts success.
@@ -185,16 +240,31 @@ impl TestApp {
     pub async fn login_with(&self, id: &str, profile: Value) -> Login {
         self.put_user(id, profile).await;
         let token = format!("token-of-{id}");
-        self.ingest_ok(
-            Method::POST,
-            &format!("/users/{id}/tokens"),
-            Some(json!({ "token": token })),
-        )
-        .await;
+        self.add_token(id, json!({ "token": token })).await;
         Login {
             id: id.to_owned(),
             token,
         }
+    }
+
+    /// A request to a public route with the auth headers of `login`.
+    pub fn as_user(&self, login: &Login, method: Method, path_and_query: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path_and_query))
+            .header("X-User-Id", &login.id)
+            .header("X-Auth-Token", &login.token)
+    }
+
+    /// `POST /users/{id}/tokens` with `body` (`token` or `hashedToken`), asserting success.
+    pub async fn add_token(&self, id: &str, body: Value) -> Value {
+        self.ingest_ok(Method::POST, &format!("/users/{id}/tokens"), Some(body))
+            .await
+    }
+
+    /// `DELETE /users/{id}/tokens` with `body` (`token` or `hashedToken`), asserting success.
+    pub async fn revoke_token(&self, id: &str, body: Value) -> Value {
+        self.ingest_ok(Method::DELETE, &format!("/users/{id}/tokens"), Some(body))
+            .await
     }
 
     /// Calls a public route as `login`.
@@ -205,24 +275,12 @@ impl TestApp {
         path_and_query: &str,
         body: Option<Value>,
     ) -> Answer {
-        let mut request = self
-            .client
-            .request(method, self.url(path_and_query))
-            .header("X-User-Id", &login.id)
-            .header("X-Auth-Token", &login.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Answer::of(request.send().await.expect("request sent")).await
+        send(with_json(self.as_user(login, method, path_and_query), body)).await
     }
 
     /// `GET /api/v1/users.presence?<query>` as `login`, asserting 200.
     pub async fn presence(&self, login: &Login, query: &str) -> Answer {
-        let path = if query.is_empty() {
-            "/api/v1/users.presence".to_owned()
-        } else {
-            format!("/api/v1/users.presence?{query}")
-        };
+        let path = with_query("/api/v1/users.presence", query);
         let answer = self.public(login, Method::GET, &path, None).await;
         assert_eq!(answer.status, StatusCode::OK, "{query}: {}", answer.body);
         assert_eq!(answer.body["success"], true);

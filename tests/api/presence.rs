@@ -229,18 +229,12 @@ async fn post_takes_the_parameters_as_a_json_body_for_long_id_lists() {
 #[tokio::test]
 async fn post_with_a_malformed_body_is_rejected() {
     let (app, caller) = populated().await;
-    let answer = app
-        .client
-        .post(app.url("/api/v1/users.presence"))
-        .header("X-User-Id", &caller.id)
-        .header("X-Auth-Token", &caller.token)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 400);
-    let body: serde_json::Value = answer.json().await.unwrap();
-    assert_eq!(body["errorType"], "error-invalid-params");
+    let request = app
+        .as_user(&caller, Method::POST, "/api/v1/users.presence")
+        .body("{not json");
+    let answer = send(request).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body["errorType"], "error-invalid-params");
     let answer = app
         .public(
             &caller,

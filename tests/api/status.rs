@@ -2,6 +2,7 @@
 //! SPEC §1 observed over HTTP.
 
 use crate::helpers::*;
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -12,44 +13,35 @@ async fn set(app: &TestApp, login: &Login, body: Value) -> Answer {
     app.public(login, Method::POST, SET, Some(body)).await
 }
 
-#[track_caller]
-fn assert_set_ok(answer: &Answer) {
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    assert_eq!(answer.body, json!({"success": true}));
+/// `POST users.setStatus` as `login`, asserting the bare `{"success": true}`.
+async fn set_ok(app: &TestApp, login: &Login, body: Value) {
+    let answer = set(app, login, body.clone()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{body}: {}", answer.body);
+    assert_eq!(answer.body, json!({"success": true}), "{body}");
 }
 
 /// `POST users.setStatus` with a raw body, sent as JSON.
 async fn set_raw(app: &TestApp, login: &Login, body: &'static str) -> Answer {
-    let response = app
-        .client
-        .post(app.url(SET))
-        .header("X-User-Id", &login.id)
-        .header("X-Auth-Token", &login.token)
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request sent");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.bytes().await.expect("body reads");
-    Answer {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
+    let request = app
+        .as_user(login, Method::POST, SET)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
+    send(request).await
 }
 
 /// `GET users.getStatus?<query>` as `login`, asserting 200.
 async fn get_status(app: &TestApp, login: &Login, query: &str) -> Value {
-    let path = if query.is_empty() {
-        GET.to_owned()
-    } else {
-        format!("{GET}?{query}")
-    };
-    let answer = app.public(login, Method::GET, &path, None).await;
+    let answer = app
+        .public(login, Method::GET, &with_query(GET, query), None)
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{query}: {}", answer.body);
     answer.body
+}
+
+/// The `status` and `message` of `login`'s own `users.getStatus`.
+async fn own_status_and_message(app: &TestApp, login: &Login) -> (Value, Value) {
+    let own = get_status(app, login, "").await;
+    (own["status"].clone(), own["message"].clone())
 }
 
 /// The status `viewer` sees for `id` in a full presence snapshot (`offline` when absent).
@@ -112,14 +104,12 @@ async fn set_status_sets_own_status_and_message() {
     let john = app.login("john").await;
     app.connect("jane", "online").await;
 
-    assert_set_ok(
-        &set(
-            &app,
-            &jane,
-            json!({"status": "away", "message": "at lunch"}),
-        )
-        .await,
-    );
+    set_ok(
+        &app,
+        &jane,
+        json!({"status": "away", "message": "at lunch"}),
+    )
+    .await;
 
     let own = get_status(&app, &jane, "").await;
     assert_eq!(own["status"], "away");
@@ -135,20 +125,18 @@ async fn set_status_with_only_a_message_keeps_the_status_and_vice_versa() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
     app.connect("jane", "online").await;
-    assert_set_ok(&set(&app, &jane, json!({"status": "busy"})).await);
+    set_ok(&app, &jane, json!({"status": "busy"})).await;
 
-    assert_set_ok(&set(&app, &jane, json!({"message": "focusing"})).await);
-    let own = get_status(&app, &jane, "").await;
+    set_ok(&app, &jane, json!({"message": "focusing"})).await;
     assert_eq!(
-        (&own["status"], &own["message"]),
-        (&json!("busy"), &json!("focusing"))
+        own_status_and_message(&app, &jane).await,
+        (json!("busy"), json!("focusing"))
     );
 
-    assert_set_ok(&set(&app, &jane, json!({"status": "away"})).await);
-    let own = get_status(&app, &jane, "").await;
+    set_ok(&app, &jane, json!({"status": "away"})).await;
     assert_eq!(
-        (&own["status"], &own["message"]),
-        (&json!("away"), &json!("focusing"))
+        own_status_and_message(&app, &jane).await,
+        (json!("away"), json!("focusing"))
     );
 }
 
@@ -156,7 +144,7 @@ async fn set_status_with_only_a_message_keeps_the_status_and_vice_versa() {
 async fn set_status_message_is_trimmed() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
-    assert_set_ok(&set(&app, &jane, json!({"message": " \t in a meeting \n "})).await);
+    set_ok(&app, &jane, json!({"message": " \t in a meeting \n "})).await;
     assert_eq!(get_status(&app, &jane, "").await["message"], "in a meeting");
 }
 
@@ -176,7 +164,7 @@ async fn set_status_message_is_cut_to_120_characters_not_bytes() {
         ("ü".repeat(120), "ü".repeat(120)),
     ];
     for (sent, kept) in cases {
-        assert_set_ok(&set(&app, &jane, json!({"status": "busy", "message": sent})).await);
+        set_ok(&app, &jane, json!({"status": "busy", "message": sent})).await;
         let own = get_status(&app, &jane, "").await;
         assert_eq!(own["message"], kept.as_str(), "sent {sent:?}");
         assert_eq!(kept.chars().count(), 120);
@@ -193,7 +181,7 @@ async fn set_status_without_status_or_message_is_400_invalid_params_and_changes_
     let app = spawn_app().await;
     let jane = app.login("jane").await;
     let john = app.login("john").await;
-    assert_set_ok(&set(&app, &jane, json!({"status": "busy", "message": "hi"})).await);
+    set_ok(&app, &jane, json!({"status": "busy", "message": "hi"})).await;
     let before = observe(&app, &john, &jane).await;
 
     for body in [
@@ -254,7 +242,7 @@ async fn set_status_offline_is_400_status_not_allowed_when_invisible_is_off() {
     assert_eq!(observe(&app, &john, &jane).await, before);
 
     // The other statuses are still allowed.
-    assert_set_ok(&set(&app, &jane, json!({"status": "busy"})).await);
+    set_ok(&app, &jane, json!({"status": "busy"})).await;
     assert_eq!(visible_status(&app, &john, "jane").await, "busy");
 }
 
@@ -264,7 +252,7 @@ async fn set_status_offline_is_allowed_by_default() {
     let jane = app.login("jane").await;
     let john = app.login("john").await;
     app.connect("jane", "online").await;
-    assert_set_ok(&set(&app, &jane, json!({"status": "offline"})).await);
+    set_ok(&app, &jane, json!({"status": "offline"})).await;
     assert_eq!(visible_status(&app, &john, "jane").await, "offline");
 }
 
@@ -311,14 +299,13 @@ async fn admin_sets_the_status_of_another_user_by_user_id_or_username() {
     app.connect("boss", "online").await;
 
     let by_id = json!({"userId": "jane", "status": "busy", "message": "set by boss"});
-    assert_set_ok(&set(&app, &boss, by_id).await);
-    let own = get_status(&app, &jane, "").await;
+    set_ok(&app, &boss, by_id).await;
     assert_eq!(
-        (&own["status"], &own["message"]),
-        (&json!("busy"), &json!("set by boss"))
+        own_status_and_message(&app, &jane).await,
+        (json!("busy"), json!("set by boss"))
     );
 
-    assert_set_ok(&set(&app, &boss, json!({"username": "john", "status": "away"})).await);
+    set_ok(&app, &boss, json!({"username": "john", "status": "away"})).await;
     assert_eq!(get_status(&app, &john, "").await["status"], "away");
 
     // The admin's own status is untouched.
@@ -350,17 +337,15 @@ async fn naming_yourself_by_user_id_or_username_needs_no_admin() {
         .login_with("jane", json!({"username": "jane.doe"}))
         .await;
 
-    assert_set_ok(&set(&app, &jane, json!({"userId": "jane", "status": "busy"})).await);
+    set_ok(&app, &jane, json!({"userId": "jane", "status": "busy"})).await;
     assert_eq!(get_status(&app, &jane, "").await["status"], "busy");
 
-    assert_set_ok(
-        &set(
-            &app,
-            &jane,
-            json!({"username": "jane.doe", "status": "away"}),
-        )
-        .await,
-    );
+    set_ok(
+        &app,
+        &jane,
+        json!({"username": "jane.doe", "status": "away"}),
+    )
+    .await;
     assert_eq!(get_status(&app, &jane, "").await["status"], "away");
 }
 
@@ -389,7 +374,7 @@ async fn manual_status_takes_effect_without_connections_until_the_next_connectio
     let jane = app.login("jane").await;
     let john = app.login("john").await;
 
-    assert_set_ok(&set(&app, &jane, json!({"status": "away"})).await);
+    set_ok(&app, &jane, json!({"status": "away"})).await;
     assert_eq!(visible_status(&app, &john, "jane").await, "away");
     assert_eq!(
         get_status(&app, &john, "userId=jane").await["status"],
@@ -403,7 +388,7 @@ async fn manual_status_takes_effect_without_connections_until_the_next_connectio
     assert_eq!(visible_status(&app, &john, "jane").await, "offline");
 
     // Chosen online without connections also shows at once, then follows the connection.
-    assert_set_ok(&set(&app, &jane, json!({"status": "online"})).await);
+    set_ok(&app, &jane, json!({"status": "online"})).await;
     assert_eq!(visible_status(&app, &john, "jane").await, "online");
     open(&app, "c2", "jane", "away").await;
     assert_eq!(visible_status(&app, &john, "jane").await, "away");
@@ -417,7 +402,7 @@ async fn invisible_user_with_an_online_connection_reads_offline_to_others() {
     app.connect("jane", "online").await;
     assert_eq!(visible_status(&app, &john, "jane").await, "online");
 
-    assert_set_ok(&set(&app, &jane, json!({"status": "offline"})).await);
+    set_ok(&app, &jane, json!({"status": "offline"})).await;
 
     assert_eq!(visible_status(&app, &john, "jane").await, "offline");
     assert!(app.presence(&john, "ids=jane").await.ids().is_empty());
@@ -449,14 +434,12 @@ async fn get_status_of_self_includes_the_message_only_when_set() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
     app.connect("jane", "online").await;
-    assert_set_ok(
-        &set(
-            &app,
-            &jane,
-            json!({"status": "busy", "message": "deep work"}),
-        )
-        .await,
-    );
+    set_ok(
+        &app,
+        &jane,
+        json!({"status": "busy", "message": "deep work"}),
+    )
+    .await;
 
     assert_eq!(
         get_status(&app, &jane, "").await,
@@ -469,7 +452,7 @@ async fn get_status_of_self_includes_the_message_only_when_set() {
         })
     );
 
-    assert_set_ok(&set(&app, &jane, json!({"message": "   "})).await);
+    set_ok(&app, &jane, json!({"message": "   "})).await;
     let own = get_status(&app, &jane, "").await;
     assert_eq!(
         keys(&own),
@@ -499,7 +482,7 @@ async fn get_status_of_another_user_by_user_id_or_username_has_exactly_id_status
         .await;
     let john = app.login("john").await;
     app.connect("jane", "online").await;
-    assert_set_ok(&set(&app, &jane, json!({"status": "busy", "message": "private"})).await);
+    set_ok(&app, &jane, json!({"status": "busy", "message": "private"})).await;
 
     let want = json!({"_id": "jane", "status": "busy", "success": true});
     assert_eq!(get_status(&app, &john, "userId=jane").await, want);
@@ -512,7 +495,7 @@ async fn get_status_of_an_invisible_user_reads_offline_to_others_and_to_itself()
     let jane = app.login("jane").await;
     let john = app.login("john").await;
     app.connect("jane", "online").await;
-    assert_set_ok(&set(&app, &jane, json!({"status": "offline"})).await);
+    set_ok(&app, &jane, json!({"status": "offline"})).await;
 
     assert_eq!(
         get_status(&app, &john, "userId=jane").await,
