@@ -28,7 +28,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub(crate) fn full(snapshot: Snapshot) -> Answer {
+    pub fn full(snapshot: Snapshot) -> Answer {
         Answer {
             users: snapshot.users,
             full: true,

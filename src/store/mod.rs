@@ -211,8 +211,10 @@ impl Store {
         }
         let view = Arc::new(view);
         record.view = Arc::clone(&view);
+        let cursor = self.shared.log.append(view, now_ms());
+        record.changed_seq = cursor.seq();
         Written {
-            change: Some(self.shared.log.append(view, now_ms())),
+            change: Some(cursor),
         }
     }
 
@@ -246,8 +248,9 @@ impl Store {
             }
             Entry::Vacant(slot) => {
                 self.claim_username(&profile.username, id)?;
-                let record = UserRecord::new(id, profile);
+                let mut record = UserRecord::new(id, profile);
                 let cursor = self.shared.log.append(Arc::clone(&record.view), now_ms());
+                record.changed_seq = cursor.seq();
                 slot.insert(record);
                 Ok(Written {
                     change: Some(cursor),
@@ -521,6 +524,18 @@ impl Store {
         keep: impl Fn(&UserView) -> bool,
     ) -> Result<Delta, Lagged> {
         self.shared.log.since(cursor, keep)
+    }
+
+    /// The users changed after `cursor` found the slow way, by walking every
+    /// user: O(users), and blind to deletions. Kept as the benchmarks' baseline
+    /// and as a test oracle for [`Store::changed_since`]; never used to answer.
+    pub fn changed_since_by_scan(&self, cursor: Cursor) -> Vec<Arc<UserView>> {
+        self.shared
+            .users
+            .iter()
+            .filter(|entry| entry.changed_seq > cursor.seq())
+            .map(|entry| Arc::clone(&entry.view))
+            .collect()
     }
 
     /// Every user changed at or after `from_ms` that `keep` accepts.

@@ -137,6 +137,12 @@ proptest! {
         let after = roster(&store.online());
         let since = store.changed_since(before.cursor, |_| true).unwrap();
         let by_time = store.changed_from(from, |_| true).unwrap();
+        // The ring finds what a walk over every user finds (the walk cannot see deletions).
+        let mut walked: Vec<String> = store.changed_since_by_scan(before.cursor).iter().map(|v| v.id().to_string()).collect();
+        let mut ringed: Vec<String> = since.users.iter().filter(|v| !v.is_deleted()).map(|v| v.id().to_string()).collect();
+        walked.sort();
+        ringed.sort();
+        prop_assert_eq!(walked, ringed);
         for delta in [since, by_time] {
             let mut mirror = roster(&before);
             apply(&mut mirror, &delta.users);

@@ -45,6 +45,8 @@ pub(crate) struct UserRecord {
     pub tokens: Vec<TokenHash>,
     /// The current rendering; the same `Arc` the change log holds for the last change.
     pub view: Arc<UserView>,
+    /// Sequence number of the last change (what a scan without the log would filter on).
+    pub changed_seq: u64,
 }
 
 impl UserRecord {
@@ -57,6 +59,7 @@ impl UserRecord {
             connections: Vec::new(),
             tokens: Vec::new(),
             view: Arc::new(UserView::deleted(id, "")),
+            changed_seq: 0,
         };
         record.view = Arc::new(record.render(id));
         record

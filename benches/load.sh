@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Load test of users.presence against a static baseline serving the very same bytes.
+#
+# Builds release, starts presenced with USERS users of which ONLINE are online and
+# BUSY recent changes (seeded through the batch API), captures each scenario's
+# response, serves those bytes from examples/static_baseline.rs (same worker count),
+# and runs the very same wrk command (URL, headers) against both. Prints a markdown table: rps, p50,
+# p99 and the ratio to the static baseline. Stops everything it started.
+#
+#   bash benches/load.sh            # DURATION=10s CONNS=32 WORKERS=1 THREADS=1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+WORKERS=${WORKERS:-1}
+USERS=${USERS:-100000}
+ONLINE=${ONLINE:-10000}
+BUSY=${BUSY:-300}
+TOKEN=bench-ingest-token
+
+if ! command -v wrk >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --quiet --bin presenced --example static_baseline
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() {
+  for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "server at $1 did not come up" >&2; return 1
+}
+
+port=$(free_port)
+PRESENCED_INGEST_TOKEN=$TOKEN PRESENCED_SERVER_WORKERS=$WORKERS PRESENCED_LOG_LEVEL=warn \
+  ./target/release/presenced --bind "127.0.0.1:$port" &
+pids+=($!)
+presenced_pid=$!
+base="http://127.0.0.1:$port"
+wait_up "$base/health"
+
+# Seed through the batch API: users, connections for ONLINE of them, a caller.
+python3 - "$base" "$TOKEN" "$USERS" "$ONLINE" <<'PY'
+import json, sys, urllib.request
+base, token, users, online = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def batch(ops):
+    req = urllib.request.Request(base + "/internal/v1/batch", json.dumps({"ops": ops}).encode(),
+                                 {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    answer = json.load(urllib.request.urlopen(req))
+    assert answer["applied"] == len(ops), answer["errors"][:3]
+uid = lambda i: "u%07d" % i
+step = users // online
+ops = [{"op": "putUser", "userId": "caller", "username": "caller"},
+       {"op": "addToken", "userId": "caller", "token": "bench-caller-token"}]
+for i in range(users):
+    ops.append({"op": "putUser", "userId": uid(i), "username": "user.%d" % i, "name": "User Number %d" % i, "utcOffset": i % 5})
+    if i % step == 0:
+        ops.append({"op": "putConnection", "connectionId": "c%d" % i, "userId": uid(i), "status": "online"})
+    if len(ops) >= 5000:
+        batch(ops); ops = []
+batch(ops)
+PY
+
+auth=(-H "X-User-Id: caller" -H "X-Auth-Token: bench-caller-token")
+cursor=$(curl -fs -H "Authorization: Bearer $TOKEN" "$base/internal/v1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cursor"])')
+# BUSY visible changes (online users turn busy), then a quiet point in time.
+python3 - "$base" "$TOKEN" "$USERS" "$ONLINE" "$BUSY" <<'PY'
+import json, sys, urllib.request
+base, token, users, online, busy = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+step = users // online
+ops = [{"op": "setStatus", "userId": "u%07d" % (i * step), "status": "busy", "statusText": "in a meeting"} for i in range(busy)]
+req = urllib.request.Request(base + "/internal/v1/batch", json.dumps({"ops": ops}).encode(),
+                             {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+assert json.load(urllib.request.urlopen(req))["applied"] == busy
+PY
+sleep 0.01
+quiet_from=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+ids=$(python3 -c "print(','.join('u%07d' % (i * ($USERS // $ONLINE)) for i in range(100)))")
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$presenced_pid/status")
+
+declare -A query=(
+  [quiet]="from=$quiet_from"
+  [busy]="since=$cursor"
+  [full]=""
+  [ids]="ids=$ids"
+)
+mkdir "$work/bodies"
+for name in quiet busy full ids; do
+  curl -fs "${auth[@]}" "$base/api/v1/users.presence?${query[$name]}" -o "$work/bodies/$name"
+done
+etag=$(curl -fs -D - -o /dev/null "${auth[@]}" "$base/api/v1/users.presence" | awk 'tolower($1)=="etag:" {print $2}' | tr -d '\r')
+[ "$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" -H "If-None-Match: $etag" "$base/api/v1/users.presence")" = 304 ]
+
+# Starts the static baseline serving one captured body; sets $sbase.
+static_pid=
+serve_static() {
+  [ -n "$static_pid" ] && kill "$static_pid" 2>/dev/null && wait "$static_pid" 2>/dev/null || true
+  local sport
+  sport=$(free_port)
+  ./target/release/examples/static_baseline "127.0.0.1:$sport" "$WORKERS" "$work/bodies/$1" &
+  static_pid=$!
+  pids+=($static_pid)
+  sbase="http://127.0.0.1:$sport"
+  wait_up "$sbase/health"
+}
+
+# Runs wrk and prints "rps p50 p99 errors".
+run() {
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" 2>&1 | python3 -c '
+import re, sys
+out = sys.stdin.read()
+def ms(p):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % p, out, re.M)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+n = (int(bad.group(1)) if bad else 0) + (sum(map(int, errs.groups())) if errs else 0)
+print("%.0f %.3f %.3f %d" % (rps, ms(50), ms(99), n))'
+}
+
+echo
+echo "presenced $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $USERS users, $ONLINE online, $BUSY busy; wrk -t$THREADS -c$CONNS -d$DURATION; $WORKERS worker(s) each; $(nproc) cores"
+echo "server RSS after seeding: $((rss_kb / 1024)) MiB ($((rss_kb * 1024 / USERS)) bytes per user)"
+echo
+echo "| scenario | body bytes | presenced rps | p50 ms | p99 ms | static rps | p50 ms | p99 ms | ratio | errors |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+row() { # label, body name, then the wrk arguments, the URL last
+  local label=$1 body=$2; shift 2
+  local args=("$@")
+  local url=${args[-1]}
+  read -r prps pp50 pp99 perr < <(run "${auth[@]}" "${args[@]}")
+  # The very same command against the baseline: same path, query and headers.
+  serve_static "$body"
+  args[-1]=${url/$base/$sbase}
+  read -r srps sp50 sp99 serr < <(run "${auth[@]}" "${args[@]}")
+  local ratio
+  ratio=$(python3 -c "print('%.2f' % ($prps / $srps))")
+  echo "| $label | $(stat -c %s "$work/bodies/$body") | $prps | $pp50 | $pp99 | $srps | $sp50 | $sp99 | **$ratio** | $((perr + serr)) |"
+}
+row "quiet delta (from, no changes)" quiet "$base/api/v1/users.presence?${query[quiet]}"
+row "busy delta (since, $BUSY changed)" busy "$base/api/v1/users.presence?${query[busy]}"
+row "full snapshot ($ONLINE online)" full "$base/api/v1/users.presence"
+row "ids=100" ids "$base/api/v1/users.presence?${query[ids]}"
+row "304 revalidation of the full snapshot (static: the quiet body)" quiet -H "If-None-Match: $etag" "$base/api/v1/users.presence"
