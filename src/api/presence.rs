@@ -5,18 +5,22 @@
 use super::auth::Authenticated;
 use super::query::{Branch, PresenceParams};
 use crate::domain::UserId;
-use crate::http::body::read_json;
+use crate::http::body::{parse_json, read_limited};
 use crate::http::encoding::{accepts_gzip, gzip, MIN_COMPRESSED_BYTES};
 use crate::http::{ApiError, AppState};
 use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
-use actix_web::http::header::{self, CacheControl, CacheDirective, EntityTag, IfNoneMatch};
+use actix_web::http::header::{self, EntityTag, HeaderValue, IfNoneMatch};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use flate2::Compression;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
+
+const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
 
 /// The users of an answer, whether they are the full state, and where in the log
 /// the answer stands.
@@ -73,7 +77,7 @@ impl Answer {
 /// first match wins. The body is a function of the plan and the log position,
 /// which is what makes the plan plus the cursor a sound `ETag`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Plan {
+pub enum Plan<'a> {
     /// Broadcast disabled: `users: [], full: true`.
     Disabled,
     /// Everyone not offline.
@@ -81,22 +85,22 @@ pub enum Plan {
     /// Changes after a cursor, of some users or all.
     Since {
         cursor: Cursor,
-        ids: Option<Vec<String>>,
+        ids: Option<Vec<Cow<'a, str>>>,
     },
     /// The listed users that are not offline.
-    Ids(Vec<String>),
+    Ids(Vec<Cow<'a, str>>),
     /// Changes at or after a time, within the window, without the caller.
     From { from_ms: i64, caller: UserId },
 }
 
-impl Plan {
+impl<'a> Plan<'a> {
     /// Chooses the plan for `params` as `caller` at `now_ms`.
     pub fn new(
         state: &AppState,
         caller: &UserId,
-        params: &PresenceParams,
+        params: PresenceParams<'a>,
         now_ms: i64,
-    ) -> Result<Plan, ApiError> {
+    ) -> Result<Plan<'a>, ApiError> {
         if state.store.broadcast_disabled() {
             return Ok(Plan::Disabled);
         }
@@ -122,9 +126,8 @@ impl Plan {
     pub fn etag(&self, cursor: Cursor) -> EntityTag {
         // Any hash does, as long as it is the same for the same input within a
         // process; a restart starts a new epoch and so new tags anyway.
-        let mut hasher = DefaultHasher::new();
-        (self, cursor).hash(&mut hasher);
-        EntityTag::new_weak(format!("{:016x}", hasher.finish()))
+        let hash = foldhash::fast::FixedState::with_seed(cursor.epoch()).hash_one((self, cursor));
+        EntityTag::new_weak(format!("{hash:016x}"))
     }
 
     /// Builds the answer, except `Full`, which the snapshot cache serves.
@@ -144,15 +147,16 @@ impl Plan {
                 cursor,
                 ids: Some(ids),
             } => {
-                let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                let wanted: HashSet<&str, foldhash::fast::RandomState> =
+                    ids.iter().map(AsRef::as_ref).collect();
                 match store.changed_since(*cursor, |v| wanted.contains(v.id().as_str())) {
                     Ok(delta) => Answer::delta(delta),
                     // The full state of just the users asked about.
-                    Err(Lagged) => Answer::full(store.online_among(ids.iter().map(String::as_str))),
+                    Err(Lagged) => Answer::full(store.online_among(ids.iter().map(AsRef::as_ref))),
                 }
             }
             Plan::Ids(ids) => {
-                let snapshot = store.online_among(ids.iter().map(String::as_str));
+                let snapshot = store.online_among(ids.iter().map(AsRef::as_ref));
                 Answer::partial(snapshot.users, snapshot.cursor)
             }
             Plan::From { from_ms, caller } => {
@@ -183,9 +187,9 @@ fn respond_with(
     let mut response = HttpResponse::Ok();
     response
         .content_type("application/json")
-        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .insert_header((header::CACHE_CONTROL, NO_CACHE))
         .insert_header(header::ETag(tag))
-        .insert_header((header::VARY, "Accept-Encoding"));
+        .insert_header((header::VARY, ACCEPT_ENCODING));
     if body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req) {
         response.insert_header((header::CONTENT_ENCODING, "gzip"));
         return response.body(gzipped());
@@ -197,7 +201,7 @@ async fn respond(
     req: &HttpRequest,
     state: &AppState,
     caller: &UserId,
-    params: &PresenceParams,
+    params: PresenceParams<'_>,
 ) -> Result<HttpResponse, ApiError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let plan = Plan::new(state, caller, params, now_ms)?;
@@ -205,7 +209,7 @@ async fn respond(
     if holds(req, &tag) {
         state.counters.not_modified();
         return Ok(HttpResponse::NotModified()
-            .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+            .insert_header((header::CACHE_CONTROL, NO_CACHE))
             .insert_header(header::ETag(tag))
             .finish());
     }
@@ -232,7 +236,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = PresenceParams::from_query(req.query_string());
-    respond(&req, &state, &caller.0.id, &params).await
+    respond(&req, &state, &caller.0.id, params).await
 }
 
 /// `POST /api/v1/users.presence` with `{"ids": [..], "since": "..", "from": ".."}`,
@@ -243,6 +247,7 @@ pub async fn post(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let params: PresenceParams = read_json(&req, payload, state.max_body_bytes).await?;
-    respond(&req, &state, &caller.0.id, &params).await
+    let body = read_limited(&req, payload, state.max_body_bytes).await?;
+    let params: PresenceParams<'_> = parse_json(&body)?;
+    respond(&req, &state, &caller.0.id, params).await
 }

@@ -6,18 +6,39 @@ use crate::http::error::excerpt;
 use crate::http::ApiError;
 use crate::store::Cursor;
 use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 /// The raw parameters; each is validated only by the branch that uses it, so a
-/// parameter the chosen branch ignores cannot fail the request.
+/// parameter the chosen branch ignores cannot fail the request. Values borrow
+/// from the query string where they need no decoding, so a poll with a hundred
+/// ids does not allocate a hundred strings.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
-pub struct PresenceParams {
+pub struct PresenceParams<'a> {
     /// Present (possibly empty) if any `ids` form was sent.
     #[serde(default)]
-    pub ids: Option<Vec<String>>,
-    #[serde(default)]
-    pub since: Option<String>,
-    #[serde(default)]
-    pub from: Option<String>,
+    pub ids: Option<Vec<Cow<'a, str>>>,
+    #[serde(default, borrow)]
+    pub since: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub from: Option<Cow<'a, str>>,
+}
+
+/// Splits a comma-separated value, borrowing the pieces when the value is borrowed.
+fn split_commas<'a>(value: Cow<'a, str>, into: &mut Vec<Cow<'a, str>>) {
+    match value {
+        Cow::Borrowed(v) => into.extend(v.split(',').map(Cow::Borrowed)),
+        Cow::Owned(v) => into.extend(v.split(',').map(|piece| Cow::Owned(piece.to_owned()))),
+    }
+}
+
+/// Trims an id, still borrowing if it was borrowed.
+fn trimmed(id: Cow<'_, str>) -> Cow<'_, str> {
+    match id {
+        Cow::Borrowed(v) => Cow::Borrowed(v.trim()),
+        Cow::Owned(v) if v.trim().len() == v.len() => Cow::Owned(v),
+        Cow::Owned(v) => Cow::Owned(v.trim().to_owned()),
+    }
 }
 
 /// Returns true if and only if `key` is one of the accepted spellings of `ids`:
@@ -33,52 +54,49 @@ fn is_ids_key(key: &str) -> bool {
             .is_some_and(|index| index.bytes().all(|b| b.is_ascii_digit()))
 }
 
-impl PresenceParams {
+impl<'a> PresenceParams<'a> {
     /// Parses a raw query string. Keys and values are percent-decoded (so
     /// `ids%5B%5D` is `ids[]`) and `+` reads as a space. Unknown keys are ignored;
     /// for `since` and `from` the first occurrence wins.
-    pub fn from_query(query: &str) -> PresenceParams {
+    pub fn from_query(query: &'a str) -> PresenceParams<'a> {
         let mut params = PresenceParams::default();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             if is_ids_key(&key) {
-                params
-                    .ids
-                    .get_or_insert_with(Vec::new)
-                    .extend(value.split(',').map(str::to_owned));
+                split_commas(value, params.ids.get_or_insert_with(Vec::new));
             } else if key == "since" {
-                params.since.get_or_insert_with(|| value.into_owned());
+                params.since.get_or_insert(value);
             } else if key == "from" {
-                params.from.get_or_insert_with(|| value.into_owned());
+                params.from.get_or_insert(value);
             }
         }
         params
     }
 
-    /// The distinct non-empty ids, in first-seen order; `None` if none were sent.
-    fn distinct_ids(&self, max_ids: usize) -> Result<Option<Vec<String>>, ApiError> {
-        let Some(ids) = &self.ids else {
+    /// The distinct non-empty ids, trimmed, in first-seen order; `None` if none were sent.
+    fn distinct_ids(ids: Option<Vec<Cow<'a, str>>>, max_ids: usize) -> Result<Option<Vec<Cow<'a, str>>>, ApiError> {
+        let Some(ids) = ids else {
             return Ok(None);
         };
-        let mut seen = std::collections::HashSet::with_capacity(ids.len());
-        let distinct: Vec<String> = ids
-            .iter()
-            .map(|id| id.trim())
-            .filter(|id| !id.is_empty() && seen.insert(*id))
-            .map(str::to_owned)
-            .collect();
-        if distinct.len() > max_ids {
+        let mut ids: Vec<Cow<'a, str>> = ids.into_iter().map(trimmed).filter(|id| !id.is_empty()).collect();
+        let first_seen: Vec<bool> = {
+            let mut seen = HashSet::with_capacity_and_hasher(ids.len(), foldhash::fast::RandomState::default());
+            ids.iter().map(|id| seen.insert(id.as_ref())).collect()
+        };
+        let mut first_seen = first_seen.into_iter();
+        ids.retain(|_| first_seen.next().unwrap_or(false));
+        if ids.len() > max_ids {
             return Err(ApiError::invalid_params(format!(
                 "ids: {} ids given, at most {max_ids} are allowed per request (presence.max_ids); split the list",
-                distinct.len()
+                ids.len()
             )));
         }
-        Ok((!distinct.is_empty()).then_some(distinct))
+        Ok((!ids.is_empty()).then_some(ids))
     }
 
     /// Chooses the branch of SPEC §3.1 (after "broadcast disabled", which needs no
     /// parameters), validating what that branch uses.
-    pub fn branch(&self, max_ids: usize) -> Result<Branch, ApiError> {
-        let ids = self.distinct_ids(max_ids)?;
+    pub fn branch(self, max_ids: usize) -> Result<Branch<'a>, ApiError> {
+        let ids = PresenceParams::distinct_ids(self.ids, max_ids)?;
         if let Some(since) = &self.since {
             let cursor = since.parse::<Cursor>().map_err(|e| {
                 ApiError::invalid_params(format!("since: {:?} is {e}", excerpt(since)))
@@ -89,8 +107,7 @@ impl PresenceParams {
             return Ok(Branch::Ids(ids));
         }
         if let Some(from) = &self.from {
-            let from_ms =
-                parse_from_date(from).map_err(|e| ApiError::invalid_params(e.to_string()))?;
+            let from_ms = parse_from_date(from).map_err(|e| ApiError::invalid_params(e.to_string()))?;
             return Ok(Branch::From(from_ms));
         }
         Ok(Branch::Full)
@@ -99,14 +116,14 @@ impl PresenceParams {
 
 /// What a `users.presence` request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Branch {
+pub enum Branch<'a> {
     /// Changes after a cursor, optionally only of some users.
     Since {
         cursor: Cursor,
-        ids: Option<Vec<String>>,
+        ids: Option<Vec<Cow<'a, str>>>,
     },
     /// The listed users that are not offline.
-    Ids(Vec<String>),
+    Ids(Vec<Cow<'a, str>>),
     /// Changes at or after a time (ms since the epoch), if still provable.
     From(i64),
     /// Everyone not offline.
@@ -117,10 +134,13 @@ pub enum Branch {
 mod tests {
     use super::*;
 
+    fn distinct(query: &str, max_ids: usize) -> Result<Option<Vec<String>>, ApiError> {
+        let ids = PresenceParams::distinct_ids(PresenceParams::from_query(query).ids, max_ids)?;
+        Ok(ids.map(|ids| ids.into_iter().map(Cow::into_owned).collect()))
+    }
+
     fn ids(query: &str) -> Option<Vec<String>> {
-        PresenceParams::from_query(query)
-            .distinct_ids(1000)
-            .unwrap()
+        distinct(query, 1000).unwrap()
     }
 
     fn strings(v: &[&str]) -> Option<Vec<String>> {
@@ -146,6 +166,13 @@ mod tests {
     }
 
     #[test]
+    fn ids_without_escapes_borrow_from_the_query_string() {
+        let ids = PresenceParams::from_query("ids=a,b&ids%5B%5D=c%2Cd").ids.unwrap();
+        assert!(matches!(ids[..2], [Cow::Borrowed("a"), Cow::Borrowed("b")]));
+        assert!(matches!(&ids[2..], [Cow::Owned(c), Cow::Owned(d)] if c == "c" && d == "d"));
+    }
+
+    #[test]
     fn empty_or_absent_ids_select_no_list() {
         assert_eq!(PresenceParams::from_query("").ids, None);
         assert_eq!(ids("ids="), None);
@@ -155,15 +182,11 @@ mod tests {
 
     #[test]
     fn more_ids_than_allowed_is_an_error_naming_the_limit() {
-        let err = PresenceParams::from_query("ids=a,b,c")
-            .distinct_ids(2)
-            .unwrap_err();
+        let err = distinct("ids=a,b,c", 2).unwrap_err();
         assert_eq!(err.error_type(), Some("error-invalid-params"));
         assert!(err.message().contains("at most 2"), "{}", err.message());
         // duplicates collapse before counting
-        assert!(PresenceParams::from_query("ids=a,a,a")
-            .distinct_ids(1)
-            .is_ok());
+        assert!(distinct("ids=a,a,a", 1).is_ok());
     }
 
     #[test]
@@ -176,7 +199,9 @@ mod tests {
     #[test]
     fn branches_are_chosen_in_spec_order() {
         let since = "1.0";
-        let branch = |q: &str| PresenceParams::from_query(q).branch(10);
+        fn branch(q: &str) -> Result<Branch<'_>, ApiError> {
+            PresenceParams::from_query(q).branch(10)
+        }
         assert!(matches!(
             branch(&format!("since={since}&ids=a&from=x")),
             Ok(Branch::Since { ids: Some(_), .. })

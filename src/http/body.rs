@@ -6,6 +6,7 @@ use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// Reads the whole body, refusing with 413 as soon as it exceeds `limit` bytes.
 pub async fn read_limited(
@@ -37,7 +38,7 @@ pub async fn read_limited(
 ///
 /// Every body here is an object. Checking that first matters: serde's derived
 /// structs would also accept an array and read it as the fields in order.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => serde_json::from_slice(b"{}"),
         Some(b'{') => serde_json::from_slice(bytes),

@@ -216,7 +216,8 @@ impl ChangeLog {
     /// Picks, from `start` to the end, the latest change of each user.
     fn latest_from(&self, ring: &Ring, start: usize, keep: impl Fn(&UserView) -> bool) -> Delta {
         let range = ring.entries.range(start..);
-        let mut seen: HashSet<&str> = HashSet::with_capacity(range.len().min(4096));
+        let mut seen: HashSet<&str, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(range.len().min(4096), Default::default());
         let mut users: Vec<Arc<UserView>> = range
             .rev()
             .filter(|c| seen.insert(c.view.id().as_str()) && keep(&c.view))
