@@ -6,8 +6,8 @@
 //! store). `PRESENCED_BENCH_QUICK=1` skips the 1M-user cases.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use presenced::api::answer_cache::SnapshotCache;
 use presenced::api::presence::Answer;
-use presenced::api::snapshot_cache::SnapshotCache;
 use presenced::domain::{ConnStatus, ConnectionId, Profile, Status, UserId, Username};
 use presenced::store::{Cursor, Store, StoreOptions};
 use std::collections::HashSet;

@@ -65,6 +65,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.snapshots.rebuilds(),
     );
     counter(
+        "presenced_answer_reuses_total",
+        "Deltas and id lists served from an answer rendered for an earlier poll.",
+        state.recent.hits(),
+    );
+    counter(
         "presenced_not_modified_total",
         "users.presence answers that were 304 Not Modified.",
         state.counters.not_modified_total(),

@@ -1,10 +1,10 @@
 //! The public, Rocket.Chat-compatible API (SPEC §3): `users.presence`,
 //! `users.setStatus`, `users.getStatus`, all behind token auth.
 
+pub mod answer_cache;
 pub mod auth;
 pub mod presence;
 pub mod query;
-pub mod snapshot_cache;
 pub mod status;
 
 use crate::http::not_found;

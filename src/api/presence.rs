@@ -2,15 +2,15 @@
 //! parameters, revalidates (`ETag` / `304`) before doing any work, and assembles
 //! the body from the users' pre-rendered JSON (the full answer from a cache).
 
+use super::answer_cache::Rendered;
 use super::auth::Authenticated;
 use super::query::{Branch, PresenceParams};
 use crate::domain::UserId;
 use crate::http::body::{parse_json, read_limited};
-use crate::http::encoding::{accepts_gzip, gzip, MIN_COMPRESSED_BYTES};
+use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
 use crate::http::{ApiError, AppState};
 use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
 use actix_web::http::header::{self, EntityTag, HeaderValue, IfNoneMatch};
-use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use flate2::Compression;
 use std::borrow::Cow;
@@ -122,12 +122,36 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// A hash of this plan at log position `cursor`: the answer's identity.
+    pub fn key(&self, cursor: Cursor) -> u64 {
+        // Any hash does, as long as it is the same for the same input within a
+        // process; a restart starts a new epoch and so new keys anyway.
+        foldhash::fast::FixedState::with_seed(cursor.epoch()).hash_one((self, cursor))
+    }
+
     /// The entity tag of this plan's answer at log position `cursor`.
     pub fn etag(&self, cursor: Cursor) -> EntityTag {
-        // Any hash does, as long as it is the same for the same input within a
-        // process; a restart starts a new epoch and so new tags anyway.
-        let hash = foldhash::fast::FixedState::with_seed(cursor.epoch()).hash_one((self, cursor));
-        EntityTag::new_weak(format!("{hash:016x}"))
+        etag_of(self.key(cursor))
+    }
+
+    /// The same plan, owning its strings, to be kept beyond the request.
+    pub fn to_owned_plan(&self) -> Plan<'static> {
+        let owned = |ids: &[Cow<'_, str>]| -> Vec<Cow<'static, str>> {
+            ids.iter().map(|id| Cow::Owned(id.to_string())).collect()
+        };
+        match self {
+            Plan::Disabled => Plan::Disabled,
+            Plan::Full => Plan::Full,
+            Plan::Since { cursor, ids } => Plan::Since {
+                cursor: *cursor,
+                ids: ids.as_deref().map(owned),
+            },
+            Plan::Ids(ids) => Plan::Ids(owned(ids)),
+            Plan::From { from_ms, caller } => Plan::From {
+                from_ms: *from_ms,
+                caller: caller.clone(),
+            },
+        }
     }
 
     /// Builds the answer, except `Full`, which the snapshot cache serves.
@@ -169,6 +193,11 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The entity tag of the answer with this key (see [`Plan::key`]).
+fn etag_of(key: u64) -> EntityTag {
+    EntityTag::new_weak(format!("{key:016x}"))
+}
+
 /// Returns true if and only if the client already holds `tag` (weak comparison).
 fn holds(req: &HttpRequest, tag: &EntityTag) -> bool {
     match req.get_header::<IfNoneMatch>() {
@@ -178,23 +207,18 @@ fn holds(req: &HttpRequest, tag: &EntityTag) -> bool {
     }
 }
 
-fn respond_with(
-    req: &HttpRequest,
-    tag: EntityTag,
-    body: Bytes,
-    gzipped: impl FnOnce() -> Bytes,
-) -> HttpResponse {
+fn respond_with(req: &HttpRequest, tag: EntityTag, rendered: &Rendered) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, NO_CACHE))
         .insert_header(header::ETag(tag))
         .insert_header((header::VARY, ACCEPT_ENCODING));
-    if body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req) {
+    if rendered.body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req) {
         response.insert_header((header::CONTENT_ENCODING, "gzip"));
-        return response.body(gzipped());
+        return response.body(rendered.gzipped());
     }
-    response.body(body)
+    response.body(rendered.body.clone())
 }
 
 async fn respond(
@@ -205,28 +229,31 @@ async fn respond(
 ) -> Result<HttpResponse, ApiError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let plan = Plan::new(state, caller, params, now_ms)?;
-    let tag = plan.etag(state.store.cursor());
-    if holds(req, &tag) {
+    let head = state.store.cursor();
+    let key = plan.key(head);
+    if holds(req, &etag_of(key)) {
         state.counters.not_modified();
         return Ok(HttpResponse::NotModified()
             .insert_header((header::CACHE_CONTROL, NO_CACHE))
-            .insert_header(header::ETag(tag))
+            .insert_header(header::ETag(etag_of(key)))
             .finish());
     }
     if plan == Plan::Full {
         let rendered = state.snapshots.get(&state.store).await;
-        let tag = plan.etag(rendered.cursor);
-        return Ok(respond_with(req, tag, rendered.body.clone(), || {
-            rendered.gzipped()
-        }));
+        return Ok(respond_with(req, plan.etag(rendered.cursor), &rendered));
     }
-    let answer = plan.answer(&state.store);
-    let body = Bytes::from(answer.render());
-    // The tag of what was built: the log may have moved since the check above.
-    let tag = plan.etag(answer.cursor);
-    Ok(respond_with(req, tag, body.clone(), || {
-        gzip(&body, Compression::fast())
-    }))
+    let recent = state.recent.get_or_render(&plan, key, head, || {
+        // Rendered once per change burst and reused: gzip's fast level.
+        Rendered::new(&plan.answer(&state.store), Compression::fast())
+    });
+    // The tag of what is sent: the log may have moved since `head` was read.
+    let sent = recent.rendered.cursor;
+    let tag = if sent == head {
+        etag_of(key)
+    } else {
+        plan.etag(sent)
+    };
+    Ok(respond_with(req, tag, &recent.rendered))
 }
 
 /// `GET /api/v1/users.presence?ids=..&from=..&since=..`

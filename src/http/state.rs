@@ -1,6 +1,6 @@
 //! What every handler shares: the store and the settings that shape answers.
 
-use crate::api::snapshot_cache::SnapshotCache;
+use crate::api::answer_cache::{RecentAnswers, SnapshotCache};
 use crate::store::Store;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +34,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The full `users.presence` answer, rendered once per log position.
     pub snapshots: SnapshotCache,
+    /// Recent deltas and id lists, shared by polls that ask the same question.
+    pub recent: RecentAnswers,
     pub counters: Counters,
     /// SHA-256 of the ingest token; `None` disables the internal API.
     ingest_token_hash: Option<[u8; 32]>,
@@ -53,6 +55,7 @@ impl AppState {
             max_ids,
             max_body_bytes,
             snapshots: SnapshotCache::default(),
+            recent: RecentAnswers::default(),
             counters: Counters::default(),
             ingest_token_hash: ingest_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }

@@ -221,20 +221,7 @@ async fn large_answers_are_gzipped_when_accepted_and_tiny_ones_never() {
 }
 
 async fn rebuilds(app: &TestApp) -> u64 {
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("presenced_snapshot_rebuilds_total "))
-        .and_then(|n| n.parse().ok())
-        .expect("rebuild counter")
+    metric(app, "presenced_snapshot_rebuilds_total").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -250,4 +237,55 @@ async fn the_full_answer_is_rendered_once_per_log_position_however_many_poll_at_
         assert_eq!(tags.len(), 1, "every poll got the same answer");
         assert_eq!(rebuilds(&app).await - before, 1, "round {round}");
     }
+}
+
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[tokio::test]
+async fn polls_asking_the_same_question_share_one_rendering_and_no_other_poll_gets_it() {
+    let (app, caller) = populated().await;
+    let other = app.login("other").await;
+    let cursor = app.presence(&caller, "").await.cursor();
+    let from = iso_ms(next_ms());
+    app.connect("a", "away").await;
+    app.connect("caller", "online").await;
+    app.connect("other", "online").await;
+
+    let reuses = metric(&app, "presenced_answer_reuses_total").await;
+    let mine = app.presence(&caller, &format!("since={cursor}")).await;
+    let theirs = app.presence(&other, &format!("since={cursor}")).await;
+    assert_eq!(mine.body, theirs.body, "the same question, the same answer");
+    assert_eq!(mine.ids(), ["a", "caller", "other"]);
+    assert_eq!(
+        metric(&app, "presenced_answer_reuses_total").await,
+        reuses + 1
+    );
+
+    // `from` leaves the caller out: each caller gets an answer of its own.
+    let mine = app.presence(&caller, &format!("from={from}")).await;
+    let theirs = app.presence(&other, &format!("from={from}")).await;
+    assert_eq!(mine.ids(), ["a", "other"]);
+    assert_eq!(theirs.ids(), ["a", "caller"]);
+    // Another question at the same position is answered afresh, not from the table.
+    assert_eq!(
+        app.presence(&caller, &format!("since={cursor}&ids=a"))
+            .await
+            .ids(),
+        ["a"]
+    );
 }

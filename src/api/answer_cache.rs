@@ -1,0 +1,164 @@
+//! Rendered answers, shared by every poll that asks the same question at the
+//! same log position.
+//!
+//! - [`SnapshotCache`]: the full answer, rendered once per log position. A stale
+//!   entry is rebuilt by one request while the others wait for it (single flight).
+//! - [`RecentAnswers`]: the latest deltas and id lists, by plan. Clients that
+//!   polled after the same change hold the same cursor, so their next `since`
+//!   polls are the same question: one render serves them all.
+
+use super::presence::{Answer, Plan};
+use crate::http::encoding::gzip;
+use crate::store::{Cursor, Store};
+use actix_web::web::Bytes;
+use flate2::Compression;
+use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// One rendered answer.
+#[derive(Debug)]
+pub struct Rendered {
+    pub cursor: Cursor,
+    pub body: Bytes,
+    level: Compression,
+    /// Compressed on first demand, once.
+    gzip: OnceLock<Bytes>,
+}
+
+impl Rendered {
+    /// Renders `answer`; `level` is the gzip level to use if a client asks for it.
+    pub fn new(answer: &Answer, level: Compression) -> Rendered {
+        Rendered {
+            cursor: answer.cursor,
+            body: Bytes::from(answer.render()),
+            level,
+            gzip: OnceLock::new(),
+        }
+    }
+
+    /// Returns the gzip form, compressing it if no request has yet.
+    pub fn gzipped(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| gzip(&self.body, self.level))
+            .clone()
+    }
+}
+
+/// The cache of the full answer.
+#[derive(Debug, Default)]
+pub struct SnapshotCache {
+    // Readers clone the Arc under a read lock held for a pointer copy.
+    current: RwLock<Option<Arc<Rendered>>>,
+    // Async, so requests waiting for a rebuild park their task, not the worker thread.
+    rebuild: tokio::sync::Mutex<()>,
+    rebuilds: AtomicU64,
+}
+
+impl SnapshotCache {
+    fn fresh(&self, head: Cursor) -> Option<Arc<Rendered>> {
+        self.current
+            .read()
+            .as_ref()
+            .filter(|r| r.cursor == head)
+            .cloned()
+    }
+
+    /// Returns the full answer at the log's current position, rendering it only
+    /// if no request has since the log last moved.
+    pub async fn get(&self, store: &Store) -> Arc<Rendered> {
+        if let Some(rendered) = self.fresh(store.cursor()) {
+            return rendered;
+        }
+        let _flight = self.rebuild.lock().await;
+        // Whoever held the lock before us may have rendered this very position.
+        if let Some(rendered) = self.fresh(store.cursor()) {
+            return rendered;
+        }
+        // Built once and served many times: worth gzip's default level.
+        let rendered = Arc::new(Rendered::new(
+            &Answer::full(store.online()),
+            Compression::default(),
+        ));
+        *self.current.write() = Some(Arc::clone(&rendered));
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        rendered
+    }
+
+    /// Returns how many times the full answer was rendered.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds.load(Ordering::Relaxed)
+    }
+}
+
+/// How many recent answers are kept; a slot is chosen by the answer's key.
+const RECENT_SLOTS: usize = 64;
+
+/// The answer a plan got at a cursor.
+#[derive(Debug)]
+pub struct Recent {
+    plan: Plan<'static>,
+    pub rendered: Rendered,
+}
+
+/// Recently rendered answers other than the full one, in a small fixed table:
+/// memory stays bounded and a lookup costs one hash and one short lock.
+#[derive(Debug)]
+pub struct RecentAnswers {
+    slots: Box<[Mutex<Option<Arc<Recent>>>]>,
+    hits: AtomicU64,
+}
+
+impl Default for RecentAnswers {
+    fn default() -> RecentAnswers {
+        RecentAnswers {
+            slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect(),
+            hits: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RecentAnswers {
+    fn slot(&self, key: u64) -> &Mutex<Option<Arc<Recent>>> {
+        // The remainder is below RECENT_SLOTS, so it fits in usize.
+        &self.slots[(key % RECENT_SLOTS as u64) as usize]
+    }
+
+    /// Returns the answer `plan` got at `head` (`key` is `plan.key(head)`),
+    /// rendering it with `render` unless it is still held.
+    pub fn get_or_render(
+        &self,
+        plan: &Plan<'_>,
+        key: u64,
+        head: Cursor,
+        render: impl FnOnce() -> Rendered,
+    ) -> Arc<Recent> {
+        let held = self
+            .slot(key)
+            .lock()
+            .as_ref()
+            .filter(|recent| recent.rendered.cursor == head && recent.plan == *plan)
+            .cloned();
+        if let Some(recent) = held {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return recent;
+        }
+        let recent = Arc::new(Recent {
+            plan: plan.to_owned_plan(),
+            rendered: render(),
+        });
+        // Filed under the cursor it was rendered at, which the next poll will ask for.
+        let key = if recent.rendered.cursor == head {
+            key
+        } else {
+            plan.key(recent.rendered.cursor)
+        };
+        *self.slot(key).lock() = Some(Arc::clone(&recent));
+        recent
+    }
+
+    /// Returns how many answers were served from the table.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
