@@ -7,11 +7,15 @@
 # and runs the very same wrk command (URL, headers) against both. Prints a markdown table: rps, p50,
 # p99 and the ratio to the static baseline. Stops everything it started.
 #
-#   bash benches/load.sh            # DURATION=10s CONNS=32 WORKERS=1 THREADS=1
+# Each scenario runs ROUNDS times, alternating presenced and the baseline, and the
+# median run of each is reported: the machine is shared and single runs are noisy.
+#
+#   bash benches/load.sh            # DURATION=5s ROUNDS=3 CONNS=32 WORKERS=1 THREADS=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-1}
@@ -130,20 +134,35 @@ print("%.0f %.3f %.3f %d" % (rps, ms(50), ms(99), n))'
 }
 
 echo
-echo "presenced $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $USERS users, $ONLINE online, $BUSY busy; wrk -t$THREADS -c$CONNS -d$DURATION; $WORKERS worker(s) each; $(nproc) cores"
+echo "presenced $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $USERS users, $ONLINE online, $BUSY busy; wrk -t$THREADS -c$CONNS -d$DURATION, median of $ROUNDS alternating runs; $WORKERS worker(s) each; $(nproc) cores"
 echo "server RSS after seeding: $((rss_kb / 1024)) MiB ($((rss_kb * 1024 / USERS)) bytes per user)"
 echo
 echo "| scenario | body bytes | presenced rps | p50 ms | p99 ms | static rps | p50 ms | p99 ms | ratio | errors |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+# Prints the median (by rps) of "rps p50 p99 errors" lines on stdin, errors summed.
+median() {
+  python3 -c '
+import sys
+runs = sorted((l.split() for l in sys.stdin if l.strip()), key=lambda r: float(r[0]))
+mid = runs[len(runs) // 2]
+print(mid[0], mid[1], mid[2], sum(int(r[3]) for r in runs))'
+}
+
 row() { # label, body name, then the wrk arguments, the URL last
   local label=$1 body=$2; shift 2
   local args=("$@")
   local url=${args[-1]}
-  read -r prps pp50 pp99 perr < <(run "${auth[@]}" "${args[@]}")
-  # The very same command against the baseline: same path, query and headers.
   serve_static "$body"
-  args[-1]=${url/$base/$sbase}
-  read -r srps sp50 sp99 serr < <(run "${auth[@]}" "${args[@]}")
+  # The very same command against the baseline: same path, query and headers.
+  local sargs=("${args[@]}")
+  sargs[-1]=${url/$base/$sbase}
+  local ours="" theirs=""
+  for _ in $(seq "$ROUNDS"); do
+    ours+="$(run "${auth[@]}" "${args[@]}")"$'\n'
+    theirs+="$(run "${auth[@]}" "${sargs[@]}")"$'\n'
+  done
+  read -r prps pp50 pp99 perr < <(printf '%s' "$ours" | median)
+  read -r srps sp50 sp99 serr < <(printf '%s' "$theirs" | median)
   local ratio
   ratio=$(python3 -c "print('%.2f' % ($prps / $srps))")
   echo "| $label | $(stat -c %s "$work/bodies/$body") | $prps | $pp50 | $pp99 | $srps | $sp50 | $sp99 | **$ratio** | $((perr + serr)) |"

@@ -8,10 +8,11 @@ use super::query::{Branch, PresenceParams};
 use crate::domain::UserId;
 use crate::http::body::{parse_json, read_limited};
 use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
+use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
 use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
-use actix_web::http::header::{self, EntityTag, HeaderValue, IfNoneMatch};
-use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
 use flate2::Compression;
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -130,8 +131,8 @@ impl<'a> Plan<'a> {
     }
 
     /// The entity tag of this plan's answer at log position `cursor`.
-    pub fn etag(&self, cursor: Cursor) -> EntityTag {
-        etag_of(self.key(cursor))
+    pub fn etag(&self, cursor: Cursor) -> Tag {
+        Tag::new(self.key(cursor))
     }
 
     /// The same plan, owning its strings, to be kept beyond the request.
@@ -193,26 +194,12 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// The entity tag of the answer with this key (see [`Plan::key`]).
-fn etag_of(key: u64) -> EntityTag {
-    EntityTag::new_weak(format!("{key:016x}"))
-}
-
-/// Returns true if and only if the client already holds `tag` (weak comparison).
-fn holds(req: &HttpRequest, tag: &EntityTag) -> bool {
-    match req.get_header::<IfNoneMatch>() {
-        Some(IfNoneMatch::Any) => true,
-        Some(IfNoneMatch::Items(items)) => items.iter().any(|held| held.weak_eq(tag)),
-        None => false,
-    }
-}
-
-fn respond_with(req: &HttpRequest, tag: EntityTag, rendered: &Rendered) -> HttpResponse {
+fn respond_with(req: &HttpRequest, tag: Tag, rendered: &Rendered) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, NO_CACHE))
-        .insert_header(header::ETag(tag))
+        .insert_header((header::ETAG, tag.header_value()))
         .insert_header((header::VARY, ACCEPT_ENCODING));
     if rendered.body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req) {
         response.insert_header((header::CONTENT_ENCODING, "gzip"));
@@ -231,11 +218,11 @@ async fn respond(
     let plan = Plan::new(state, caller, params, now_ms)?;
     let head = state.store.cursor();
     let key = plan.key(head);
-    if holds(req, &etag_of(key)) {
+    if Tag::new(key).is_held_by(req) {
         state.counters.not_modified();
         return Ok(HttpResponse::NotModified()
             .insert_header((header::CACHE_CONTROL, NO_CACHE))
-            .insert_header(header::ETag(etag_of(key)))
+            .insert_header((header::ETAG, Tag::new(key).header_value()))
             .finish());
     }
     if plan == Plan::Full {
@@ -249,7 +236,7 @@ async fn respond(
     // The tag of what is sent: the log may have moved since `head` was read.
     let sent = recent.rendered.cursor;
     let tag = if sent == head {
-        etag_of(key)
+        Tag::new(key)
     } else {
         plan.etag(sent)
     };

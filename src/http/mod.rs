@@ -4,6 +4,7 @@
 pub mod body;
 pub mod encoding;
 pub mod error;
+pub mod etag;
 pub mod state;
 
 pub use error::ApiError;

@@ -1,0 +1,91 @@
+//! Entity tags of presence answers: `W/"<16 hex digits>"` from a 64-bit key,
+//! and `If-None-Match` matched against the raw header, so a revalidation
+//! allocates nothing before it answers 304.
+
+use actix_web::http::header::{HeaderValue, IF_NONE_MATCH};
+use actix_web::HttpRequest;
+
+/// A weak entity tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag(u64);
+
+impl Tag {
+    /// The tag of the answer with this key.
+    pub fn new(key: u64) -> Tag {
+        Tag(key)
+    }
+
+    /// Returns the `ETag` header value.
+    pub fn header_value(self) -> HeaderValue {
+        let mut text = [0u8; 20];
+        text[..3].copy_from_slice(b"W/\"");
+        for (i, byte) in text[3..19].iter_mut().enumerate() {
+            let nibble = (self.0 >> (60 - 4 * i)) & 0xf;
+            *byte = b"0123456789abcdef"[nibble as usize];
+        }
+        text[19] = b'"';
+        // Twenty ASCII bytes: always a valid header value.
+        HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("W/\"0\""))
+    }
+
+    /// Returns true if and only if this tag matches one of `items`, a raw
+    /// `If-None-Match` value (`*`, or a list of tags), by weak comparison.
+    pub fn matches(self, items: &[u8]) -> bool {
+        items.split(|&b| b == b',').any(|item| {
+            let item = item.trim_ascii();
+            let opaque = item.strip_prefix(b"W/").unwrap_or(item);
+            item == b"*"
+                || (opaque.len() == 18
+                    && opaque[0] == b'"'
+                    && opaque[17] == b'"'
+                    && std::str::from_utf8(&opaque[1..17])
+                        .ok()
+                        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                        == Some(self.0))
+        })
+    }
+
+    /// Returns true if and only if the request's `If-None-Match` holds this tag.
+    pub fn is_held_by(self, req: &HttpRequest) -> bool {
+        req.headers()
+            .get_all(IF_NONE_MATCH)
+            .any(|value| self.matches(value.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_a_weak_tag_of_sixteen_hex_digits() {
+        assert_eq!(
+            Tag::new(0xdead_beef).header_value(),
+            "W/\"00000000deadbeef\""
+        );
+        assert_eq!(Tag::new(u64::MAX).header_value(), "W/\"ffffffffffffffff\"");
+    }
+
+    #[test]
+    fn if_none_match_lists_match_by_weak_comparison() {
+        let tag = Tag::new(0xdead_beef);
+        for held in [
+            "W/\"00000000deadbeef\"",
+            "\"00000000deadbeef\"",
+            "*",
+            "\"x\", W/\"00000000deadbeef\"",
+            " W/\"00000000DEADBEEF\" ",
+        ] {
+            assert!(tag.matches(held.as_bytes()), "{held}");
+        }
+        for other in [
+            "",
+            "W/\"00000000deadbeee\"",
+            "W/00000000deadbeef",
+            "\"deadbeef\"",
+            "W/\"+0000000deadbeef\"",
+        ] {
+            assert!(!tag.matches(other.as_bytes()), "{other}");
+        }
+    }
+}
