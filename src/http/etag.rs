@@ -38,6 +38,8 @@ impl Tag {
                 || (opaque.len() == 18
                     && opaque[0] == b'"'
                     && opaque[17] == b'"'
+                    && opaque[1..17].iter().all(u8::is_ascii_hexdigit)
+                    // All hex digits, so this is ASCII and parses.
                     && std::str::from_utf8(&opaque[1..17])
                         .ok()
                         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
