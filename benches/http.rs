@@ -22,13 +22,7 @@ fn id(i: usize) -> UserId {
 }
 
 fn seeded() -> Store {
-    let store = Store::new(&StoreOptions {
-        changelog_capacity: 1_000_000,
-        delta_window: Duration::from_secs(600),
-        connection_ttl: Duration::from_secs(300),
-        allow_invisible: true,
-        broadcast_disabled: false,
-    });
+    let store = Store::new(&StoreOptions::default());
     let profile = |name: &str, full: Option<String>| {
         Profile::new(
             Username::parse(name).expect("valid"),

@@ -26,13 +26,7 @@ fn sizes() -> Vec<usize> {
 }
 
 fn empty_store() -> Store {
-    Store::new(&StoreOptions {
-        changelog_capacity: 1_000_000,
-        delta_window: Duration::from_secs(600),
-        connection_ttl: Duration::from_secs(300),
-        allow_invisible: true,
-        broadcast_disabled: false,
-    })
+    Store::new(&StoreOptions::default())
 }
 
 fn id(i: usize) -> UserId {

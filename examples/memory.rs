@@ -6,7 +6,7 @@
 
 use presenced::domain::{ConnStatus, ConnectionId, Profile, UserId, Username};
 use presenced::store::{Store, StoreOptions};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -23,13 +23,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
     let before = rss_bytes();
-    let store = Store::new(&StoreOptions {
-        changelog_capacity: 1_000_000,
-        delta_window: Duration::from_secs(600),
-        connection_ttl: Duration::from_secs(300),
-        allow_invisible: true,
-        broadcast_disabled: false,
-    });
+    let store = Store::new(&StoreOptions::default());
     let started = Instant::now();
     for i in 0..users {
         let (Ok(id), Ok(username), Ok(connection)) = (

@@ -1,7 +1,7 @@
 //! The application: binds the listener, wires the store into the HTTP server,
 //! runs the background tasks, and stops on SIGTERM/SIGINT.
 
-use crate::config::Settings;
+use crate::config::{PresenceSettings, Settings};
 use crate::http::{not_found, AppState};
 use crate::store::{spawn_sweeper, Store, StoreOptions};
 use crate::{api, demo, ingest, probes};
@@ -38,6 +38,17 @@ fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
     }
 }
 
+/// The store's part of the settings.
+fn store_options(presence: &PresenceSettings) -> StoreOptions {
+    StoreOptions {
+        changelog_capacity: presence.changelog_capacity,
+        delta_window: presence.delta_window,
+        connection_ttl: presence.connection_ttl,
+        allow_invisible: presence.allow_invisible,
+        broadcast_disabled: presence.broadcast_disabled,
+    }
+}
+
 /// A built, listening, not yet running service.
 pub struct Application {
     port: u16,
@@ -54,13 +65,7 @@ impl Application {
         let listener = TcpListener::bind(settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let presence = &settings.presence;
-        let store = Store::new(&StoreOptions {
-            changelog_capacity: presence.changelog_capacity,
-            delta_window: presence.delta_window,
-            connection_ttl: presence.connection_ttl,
-            allow_invisible: presence.allow_invisible,
-            broadcast_disabled: presence.broadcast_disabled,
-        });
+        let store = Store::new(&store_options(presence));
         let mut ingest_token = settings.ingest.token.clone();
         if demo {
             demo::seed(&store);
@@ -111,5 +116,18 @@ impl Application {
         let _sweeper = spawn_sweeper(self.store.clone());
         let _churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
         self.server.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stores_defaults_are_the_configs_defaults() {
+        assert_eq!(
+            store_options(&Settings::default().presence),
+            StoreOptions::default()
+        );
     }
 }

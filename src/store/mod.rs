@@ -43,13 +43,26 @@ pub const MAX_TOKENS_PER_USER: usize = 256;
 pub const MAX_CONNECTIONS_PER_USER: usize = 256;
 
 /// What the store needs to know of the settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreOptions {
     pub changelog_capacity: usize,
     pub delta_window: Duration,
     pub connection_ttl: Duration,
     pub allow_invisible: bool,
     pub broadcast_disabled: bool,
+}
+
+impl Default for StoreOptions {
+    /// The defaults of SPEC §5, as in `config/default.toml`.
+    fn default() -> StoreOptions {
+        StoreOptions {
+            changelog_capacity: 1_000_000,
+            delta_window: Duration::from_secs(600),
+            connection_ttl: Duration::from_secs(300),
+            allow_invisible: true,
+            broadcast_disabled: false,
+        }
+    }
 }
 
 /// Why a write was refused. Nothing was changed.

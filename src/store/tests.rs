@@ -13,10 +13,8 @@ const TTL: Duration = Duration::from_secs(300);
 fn store(capacity: usize) -> Store {
     Store::new(&StoreOptions {
         changelog_capacity: capacity,
-        delta_window: Duration::from_secs(600),
         connection_ttl: TTL,
-        allow_invisible: true,
-        broadcast_disabled: false,
+        ..StoreOptions::default()
     })
 }
 
