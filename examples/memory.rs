@@ -2,7 +2,9 @@
 //! connection each; default 1,000,000) into a store and reports the growth of
 //! the process's RSS divided by N. Linux only (reads /proc/self/status).
 //!
-//! `cargo run --release --example memory [N]`
+//! `cargo run --release --example memory [N] [CHANGELOG_CAPACITY]`: a capacity
+//! of 1 leaves the load's own changes out of the log, to tell the users' share
+//! from the log's.
 
 use presenced::domain::{ConnStatus, ConnectionId, Profile, UserId, Username};
 use presenced::store::{Store, StoreOptions};
@@ -23,7 +25,14 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
     let before = rss_bytes();
-    let store = Store::new(&StoreOptions::default());
+    let capacity: usize = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(StoreOptions::default().changelog_capacity);
+    let store = Store::new(&StoreOptions {
+        changelog_capacity: capacity,
+        ..StoreOptions::default()
+    });
     let started = Instant::now();
     for i in 0..users {
         let (Ok(id), Ok(username), Ok(connection)) = (

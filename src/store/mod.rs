@@ -171,7 +171,9 @@ type Hasher = foldhash::fast::RandomState;
 
 #[derive(Debug)]
 struct Shared {
-    users: DashMap<UserId, UserRecord, Hasher>,
+    // Boxed: a hash table keeps up to twice as many slots as entries, and a
+    // slot the size of a pointer wastes far less than one the size of a record.
+    users: DashMap<UserId, Box<UserRecord>, Hasher>,
     /// username -> id, so `users.setStatus?username=` finds its user and
     /// usernames stay unique.
     usernames: DashMap<Username, UserId, Hasher>,
@@ -268,7 +270,7 @@ impl Store {
                 let mut record = UserRecord::new(id, profile);
                 let cursor = self.shared.log.append(Arc::clone(&record.view), now_ms());
                 record.changed_seq = cursor.seq();
-                slot.insert(record);
+                slot.insert(Box::new(record));
                 Ok(Written {
                     change: Some(cursor),
                 })
@@ -337,7 +339,7 @@ impl Store {
     fn record_mut(
         &self,
         id: &UserId,
-    ) -> Result<dashmap::mapref::one::RefMut<'_, UserId, UserRecord>, StoreError> {
+    ) -> Result<dashmap::mapref::one::RefMut<'_, UserId, Box<UserRecord>>, StoreError> {
         self.shared
             .users
             .get_mut(id)
