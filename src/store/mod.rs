@@ -228,9 +228,13 @@ impl Store {
         if view.json() == record.view.json() {
             return Written::NOTHING;
         }
-        let view = Arc::new(view);
-        record.view = Arc::clone(&view);
-        let cursor = self.shared.log.append(view, now_ms());
+        record.view = Arc::new(view);
+        self.log_view(record)
+    }
+
+    /// Logs `record`'s current view as its latest change.
+    fn log_view(&self, record: &mut UserRecord) -> Written {
+        let cursor = self.shared.log.append(Arc::clone(&record.view), now_ms());
         record.changed_seq = cursor.seq();
         Written {
             change: Some(cursor),
@@ -267,13 +271,10 @@ impl Store {
             }
             Entry::Vacant(slot) => {
                 self.claim_username(&profile.username, id)?;
-                let mut record = UserRecord::new(id, profile);
-                let cursor = self.shared.log.append(Arc::clone(&record.view), now_ms());
-                record.changed_seq = cursor.seq();
-                slot.insert(Box::new(record));
-                Ok(Written {
-                    change: Some(cursor),
-                })
+                let mut record = Box::new(UserRecord::new(id, profile));
+                let written = self.log_view(&mut record);
+                slot.insert(record);
+                Ok(written)
             }
         }
     }

@@ -32,6 +32,18 @@ pub(crate) struct Connection {
     pub generation: u64,
 }
 
+/// The fields others see, borrowed from a profile.
+fn visible<'a>(profile: &'a Profile, status: Status, status_text: &'a StatusText) -> Visible<'a> {
+    Visible {
+        username: profile.username.as_str(),
+        name: profile.name.as_deref(),
+        status,
+        utc_offset: profile.utc_offset,
+        avatar_etag: profile.avatar_etag.as_deref(),
+        status_text: status_text.as_str(),
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct UserRecord {
     pub profile: Profile,
@@ -50,19 +62,23 @@ pub(crate) struct UserRecord {
 }
 
 impl UserRecord {
+    /// A new user: no connections, so offline, having chosen `online`.
     pub fn new(id: &UserId, profile: Profile) -> UserRecord {
-        let mut record = UserRecord {
+        let status_text = StatusText::default();
+        let view = Arc::new(UserView::render(
+            id,
+            &visible(&profile, Status::Offline, &status_text),
+        ));
+        UserRecord {
             profile,
             chosen: Status::Online,
-            status_text: StatusText::default(),
+            status_text,
             status: Status::Offline,
             connections: Vec::new(),
             tokens: Vec::new(),
-            view: Arc::new(UserView::deleted(id, "")),
+            view,
             changed_seq: 0,
-        };
-        record.view = Arc::new(record.render(id));
-        record
+        }
     }
 
     /// What others see: deactivated users are offline whatever else holds.
@@ -82,14 +98,7 @@ impl UserRecord {
     pub fn render(&self, id: &UserId) -> UserView {
         UserView::render(
             id,
-            &Visible {
-                username: self.profile.username.as_str(),
-                name: self.profile.name.as_deref(),
-                status: self.visible_status(),
-                utc_offset: self.profile.utc_offset,
-                avatar_etag: self.profile.avatar_etag.as_deref(),
-                status_text: self.status_text.as_str(),
-            },
+            &visible(&self.profile, self.visible_status(), &self.status_text),
         )
     }
 
