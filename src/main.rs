@@ -24,7 +24,8 @@ struct Cli {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PRESENCED_LOG_FILTER")
+    // RUST_LOG, not a PRESENCED_* name: those are all config keys, and unknown ones stop start-up.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.log.level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
