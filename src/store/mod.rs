@@ -186,6 +186,9 @@ struct Shared {
     broadcast_disabled: AtomicBool,
     next_generation: AtomicU64,
     expired: AtomicU64,
+    /// Users whose current view is not offline, kept as views change so that
+    /// `/metrics` need not walk every user.
+    online: std::sync::atomic::AtomicUsize,
 }
 
 /// The handle to all presence state. Cloning it is cheap.
@@ -214,6 +217,7 @@ impl Store {
                 broadcast_disabled: AtomicBool::new(options.broadcast_disabled),
                 next_generation: AtomicU64::new(1),
                 expired: AtomicU64::new(0),
+                online: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -228,8 +232,18 @@ impl Store {
         if view.json() == record.view.json() {
             return Written::NOTHING;
         }
+        self.count_online(record.view.status(), view.status());
         record.view = Arc::new(view);
         self.log_view(record)
+    }
+
+    /// Keeps the online count as a view goes from `before` to `after`.
+    fn count_online(&self, before: Status, after: Status) {
+        match (before == Status::Offline, after == Status::Offline) {
+            (true, false) => self.shared.online.fetch_add(1, Ordering::Relaxed),
+            (false, true) => self.shared.online.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
 
     /// Logs `record`'s current view as its latest change.
@@ -294,6 +308,7 @@ impl Store {
                 .connections
                 .remove_if(&conn.id, |_, owner| &owner.user == id);
         }
+        self.count_online(record.view.status(), Status::Offline);
         let tombstone = Arc::new(UserView::deleted(id, record.profile.username.as_str()));
         let cursor = self.shared.log.append(tombstone, now_ms());
         slot.remove();
@@ -604,17 +619,11 @@ impl Store {
             .store(disabled, Ordering::Relaxed);
     }
 
-    /// Returns counts for `/internal/v1/stats`. Walks the users: call it rarely.
+    /// Returns counts for `/internal/v1/stats` and `/metrics`.
     pub fn stats(&self) -> StoreStats {
-        let online = self
-            .shared
-            .users
-            .iter()
-            .filter(|e| e.view.status() != Status::Offline)
-            .count();
         StoreStats {
             users: self.shared.users.len(),
-            online,
+            online: self.shared.online.load(Ordering::Relaxed),
             connections: self.shared.connections.len(),
             expired: self.shared.expired.load(Ordering::Relaxed),
             log: self.shared.log.stats(),

@@ -133,6 +133,7 @@ proptest! {
         let before = store.online();
         steps.iter().for_each(|s| run(&store, s));
         let after = roster(&store.online());
+        prop_assert_eq!(store.stats().online, after.len(), "the kept count is the walked one");
         let since = store.changed_since(before.cursor, |_| true).unwrap();
         let by_time = store.changed_from(from, |_| true).unwrap();
         // The ring finds what a walk over every user finds (the walk cannot see deletions).
