@@ -8,7 +8,6 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -116,10 +115,36 @@ fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local address").port()
+/// Starts `presenced` on a port the kernel picks (`--bind 127.0.0.1:0`) and
+/// returns it with the port it logged, so no other test can be on that port.
+async fn start_listening(args: &[&str], vars: &[(&str, &str)]) -> (Running, u16) {
+    let mut all = vec!["--bind", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = start(&all, vars);
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    loop {
+        let stderr = child.stderr();
+        let logged = stderr
+            .split("listening on http://127.0.0.1:")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            });
+        if let Some(port) = logged.and_then(|digits| digits.parse().ok()) {
+            wait_healthy(&mut child, port).await;
+            return (child, port);
+        }
+        if let Some(status) = child.child.try_wait().expect("child status") {
+            panic!("presenced exited early: {status}; stderr:\n{stderr}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presenced did not log its port within {GIVE_UP_AFTER:?}; stderr:\n{stderr}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
 }
 
 /// Polls `GET /health` until it answers 200; fails if the child exits or 10 s pass.
@@ -225,10 +250,7 @@ fn page_users() -> [Value; 2] {
 
 #[tokio::test]
 async fn demo_answers_the_upstream_pages_curl_and_sigterm_exits_0() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let mut child = start(&["--bind", &bind, "--demo"], &[]);
-    wait_healthy(&mut child, port).await;
+    let (mut child, port) = start_listening(&["--demo"], &[]).await;
 
     // The page's request, verbatim but for the port.
     let response = reqwest::Client::new()
@@ -263,10 +285,7 @@ async fn demo_answers_the_upstream_pages_curl_and_sigterm_exits_0() {
 
 #[tokio::test]
 async fn without_an_ingest_token_the_internal_api_answers_403_and_start_up_says_so() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let mut child = start(&["--bind", &bind], &[]);
-    wait_healthy(&mut child, port).await;
+    let (mut child, port) = start_listening(&[], &[]).await;
 
     let response = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/internal/v1/stats"))
@@ -287,13 +306,8 @@ async fn without_an_ingest_token_the_internal_api_answers_403_and_start_up_says_
 
 #[tokio::test]
 async fn ingest_token_from_the_environment_opens_the_internal_api() {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let mut child = start(
-        &["--bind", &bind],
-        &[("PRESENCED_INGEST_TOKEN", "from-the-env")],
-    );
-    wait_healthy(&mut child, port).await;
+    let (mut child, port) =
+        start_listening(&[], &[("PRESENCED_INGEST_TOKEN", "from-the-env")]).await;
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/internal/v1/stats");

@@ -12,11 +12,19 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_secs(1);
+/// The TTL of tests that heartbeat: long next to the 250 ms between heartbeats,
+/// so a loaded CI machine stalling a heartbeat cannot expire the connection.
+const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 const POLL_EVERY: Duration = Duration::from_millis(100);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 async fn spawn_with_short_ttl() -> TestApp {
-    spawn_app_with(|s| s.presence.connection_ttl = TTL).await
+    spawn_with_ttl(TTL).await
+}
+
+async fn spawn_with_ttl(ttl: Duration) -> TestApp {
+    spawn_app_with(|s| s.presence.connection_ttl = ttl).await
 }
 
 /// Polls `check` every 100 ms until it returns true; fails after 10 s.
@@ -101,16 +109,16 @@ async fn unrefreshed_connection_expires_and_the_user_goes_offline_in_deltas() {
 
 #[tokio::test]
 async fn heartbeats_keep_a_connection_alive_past_its_ttl_and_it_expires_once_they_stop() {
-    let app = spawn_with_short_ttl().await;
+    let app = spawn_with_ttl(HEARTBEAT_TTL).await;
     let viewer = app.login("viewer").await;
     app.user("jane").await;
     let opened = heartbeat(&app, "c-jane", "jane").await;
     assert_eq!(opened["changed"], true, "{opened}");
 
-    // Refresh every 300 ms for 2 s: twice the TTL, never a gap as long as it.
-    let mut ticks = tokio::time::interval(Duration::from_millis(300));
+    // Refresh for a second longer than the TTL, never leaving a gap near it.
+    let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
     let started = Instant::now();
-    while started.elapsed() < 2 * TTL {
+    while started.elapsed() < HEARTBEAT_TTL + Duration::from_secs(1) {
         ticks.tick().await;
         let answer = heartbeat(&app, "c-jane", "jane").await;
         assert_eq!(
@@ -139,7 +147,7 @@ async fn heartbeats_keep_a_connection_alive_past_its_ttl_and_it_expires_once_the
 
 #[tokio::test]
 async fn expiry_of_one_connection_leaves_the_refreshed_one_open() {
-    let app = spawn_with_short_ttl().await;
+    let app = spawn_with_ttl(HEARTBEAT_TTL).await;
     let viewer = app.login("viewer").await;
     app.user("jane").await;
     app.ingest_ok(
@@ -152,7 +160,7 @@ async fn expiry_of_one_connection_leaves_the_refreshed_one_open() {
     assert_eq!(status_of(&app, &viewer, "jane").await, "online");
 
     // Only the laptop heartbeats; the phone expires, jane stays online.
-    let mut ticks = tokio::time::interval(Duration::from_millis(300));
+    let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
     let deadline = Instant::now() + GIVE_UP_AFTER;
     loop {
         ticks.tick().await;
