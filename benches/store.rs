@@ -114,14 +114,7 @@ fn deltas(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("ring", &label), |b| {
                 b.iter(|| {
                     let delta = store.changed_since(cursor, |_| true).expect("in the log");
-                    black_box(
-                        Answer {
-                            users: delta.users,
-                            full: false,
-                            cursor: delta.cursor,
-                        }
-                        .render(),
-                    )
+                    black_box(Answer::delta(delta).render())
                 })
             });
             group.bench_function(BenchmarkId::new("naive scan", &label), |b| {
@@ -205,14 +198,7 @@ fn contended(c: &mut Criterion) {
         let delta = store
             .changed_since(cursor_back(&store, 100), |_| true)
             .expect("in the log");
-        black_box(
-            Answer {
-                users: delta.users,
-                full: false,
-                cursor: delta.cursor,
-            }
-            .render(),
-        )
+        black_box(Answer::delta(delta).render())
     };
     let mut group = c.benchmark_group("delta of the last 100 changes while a writer runs");
     group.bench_function("alone", |b| b.iter(query));

@@ -49,7 +49,8 @@ impl Answer {
         }
     }
 
-    fn delta(delta: Delta) -> Answer {
+    /// A partial answer: the users of `delta`.
+    pub fn delta(delta: Delta) -> Answer {
         Answer::partial(delta.users, delta.cursor)
     }
 
