@@ -93,6 +93,9 @@ impl SnapshotCache {
 
 /// How many recent answers are kept; a slot is chosen by the answer's key.
 const RECENT_SLOTS: usize = 64;
+/// The largest answer kept, so the table holds at most 64 × 256 KiB. Larger
+/// deltas are rare (thousands of users changed since the cursor) and rendered anew.
+const MAX_KEPT_BYTES: usize = 256 * 1024;
 
 /// The answer a plan got at a cursor.
 #[derive(Debug)]
@@ -124,36 +127,32 @@ impl RecentAnswers {
         &self.slots[(key % RECENT_SLOTS as u64) as usize]
     }
 
-    /// Returns the answer `plan` got at `head` (`key` is `plan.key(head)`),
-    /// rendering it with `render` unless it is still held.
-    pub fn get_or_render(
-        &self,
-        plan: &Plan<'_>,
-        key: u64,
-        head: Cursor,
-        render: impl FnOnce() -> Rendered,
-    ) -> Arc<Recent> {
+    /// Returns the answer `plan` got at `head` (`key` is `plan.key(head)`), if held.
+    pub fn get(&self, plan: &Plan<'_>, key: u64, head: Cursor) -> Option<Arc<Recent>> {
         let held = self
             .slot(key)
             .lock()
             .as_ref()
             .filter(|recent| recent.rendered.cursor == head && recent.plan == *plan)
             .cloned();
-        if let Some(recent) = held {
+        if held.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return recent;
         }
+        held
+    }
+
+    /// Keeps `rendered` as the answer of `plan` at its cursor, unless it is
+    /// too large to keep: the table must stay small whatever is asked of it.
+    pub fn put(&self, plan: &Plan<'_>, rendered: Rendered) -> Arc<Recent> {
         let recent = Arc::new(Recent {
             plan: plan.to_owned_plan(),
-            rendered: render(),
+            rendered,
         });
-        // Filed under the cursor it was rendered at, which the next poll will ask for.
-        let key = if recent.rendered.cursor == head {
-            key
-        } else {
-            plan.key(recent.rendered.cursor)
-        };
-        *self.slot(key).lock() = Some(Arc::clone(&recent));
+        if recent.rendered.body.len() <= MAX_KEPT_BYTES {
+            // Filed under the cursor it was rendered at, which the next poll asks for.
+            let key = plan.key(recent.rendered.cursor);
+            *self.slot(key).lock() = Some(Arc::clone(&recent));
+        }
         recent
     }
 

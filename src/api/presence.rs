@@ -156,41 +156,45 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Builds the answer, except `Full`, which the snapshot cache serves.
-    fn answer(&self, store: &Store) -> Answer {
+    /// Builds the answer, or `None` when it is the full answer of everyone,
+    /// which the snapshot cache serves (rendered once however many ask: after a
+    /// restart every client's cursor is from another epoch at once).
+    fn answer(&self, store: &Store) -> Option<Answer> {
         match self {
-            Plan::Disabled => Answer {
+            Plan::Disabled => Some(Answer {
                 users: Vec::new(),
                 full: true,
                 cursor: store.cursor(),
-            },
-            Plan::Full => Answer::full(store.online()),
-            Plan::Since { cursor, ids: None } => match store.changed_since(*cursor, |_| true) {
-                Ok(delta) => Answer::delta(delta),
-                Err(Lagged) => Answer::full(store.online()),
-            },
+            }),
+            Plan::Full => None,
+            Plan::Since { cursor, ids: None } => store
+                .changed_since(*cursor, |_| true)
+                .ok()
+                .map(Answer::delta),
             Plan::Since {
                 cursor,
                 ids: Some(ids),
             } => {
                 let wanted: HashSet<&str, foldhash::fast::RandomState> =
                     ids.iter().map(AsRef::as_ref).collect();
-                match store.changed_since(*cursor, |v| wanted.contains(v.id().as_str())) {
-                    Ok(delta) => Answer::delta(delta),
-                    // The full state of just the users asked about.
-                    Err(Lagged) => Answer::full(store.online_among(ids.iter().map(AsRef::as_ref))),
-                }
+                Some(
+                    match store.changed_since(*cursor, |v| wanted.contains(v.id().as_str())) {
+                        Ok(delta) => Answer::delta(delta),
+                        // The full state of just the users asked about.
+                        Err(Lagged) => {
+                            Answer::full(store.online_among(ids.iter().map(AsRef::as_ref)))
+                        }
+                    },
+                )
             }
             Plan::Ids(ids) => {
                 let snapshot = store.online_among(ids.iter().map(AsRef::as_ref));
-                Answer::partial(snapshot.users, snapshot.cursor)
+                Some(Answer::partial(snapshot.users, snapshot.cursor))
             }
-            Plan::From { from_ms, caller } => {
-                match store.changed_from(*from_ms, |v| v.id() != caller) {
-                    Ok(delta) => Answer::delta(delta),
-                    Err(Lagged) => Answer::full(store.online()),
-                }
-            }
+            Plan::From { from_ms, caller } => store
+                .changed_from(*from_ms, |v| v.id() != caller)
+                .ok()
+                .map(Answer::delta),
         }
     }
 }
@@ -226,14 +230,19 @@ async fn respond(
             .insert_header((header::ETAG, Tag::new(key).header_value()))
             .finish());
     }
-    if plan == Plan::Full {
-        let rendered = state.snapshots.get(&state.store).await;
-        return Ok(respond_with(req, plan.etag(rendered.cursor), &rendered));
-    }
-    let recent = state.recent.get_or_render(&plan, key, head, || {
-        // Rendered once per change burst and reused: gzip's fast level.
-        Rendered::new(&plan.answer(&state.store), Compression::fast())
-    });
+    let recent = match state.recent.get(&plan, key, head) {
+        Some(recent) => recent,
+        None => match plan.answer(&state.store) {
+            // Rendered once per change burst and reused: gzip's fast level.
+            Some(answer) => state
+                .recent
+                .put(&plan, Rendered::new(&answer, Compression::fast())),
+            None => {
+                let rendered = state.snapshots.get(&state.store).await;
+                return Ok(respond_with(req, plan.etag(rendered.cursor), &rendered));
+            }
+        },
+    };
     // The tag of what is sent: the log may have moved since `head` was read.
     let sent = recent.rendered.cursor;
     let tag = if sent == head {

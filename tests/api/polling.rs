@@ -277,3 +277,21 @@ async fn polls_asking_the_same_question_share_one_rendering_and_no_other_poll_ge
         ["a"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_with_cursors_of_another_epoch_share_one_full_rendering() {
+    let (app, caller) = populated().await;
+    let (other, other_caller) = populated().await;
+    let foreign = other.presence(&other_caller, "").await.cursor();
+    app.connect("a", "away").await;
+    let before = rebuilds(&app).await;
+    // As after a restart: every client comes back with a cursor of the old epoch.
+    let query = format!("since={foreign}");
+    let polls: Vec<_> = (0..12).map(|_| get(&app, &caller, &query, &[])).collect();
+    for answer in futures_util::future::join_all(polls).await {
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["full"], true);
+        assert_eq!(body["users"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(rebuilds(&app).await - before, 1);
+}
