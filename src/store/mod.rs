@@ -31,7 +31,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use expiry::{Deadline, ExpiryQueue};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -188,7 +188,7 @@ struct Shared {
     expired: AtomicU64,
     /// Users whose current view is not offline, kept as views change so that
     /// `/metrics` need not walk every user.
-    online: std::sync::atomic::AtomicUsize,
+    online: AtomicUsize,
 }
 
 /// The handle to all presence state. Cloning it is cheap.
@@ -217,7 +217,7 @@ impl Store {
                 broadcast_disabled: AtomicBool::new(options.broadcast_disabled),
                 next_generation: AtomicU64::new(1),
                 expired: AtomicU64::new(0),
-                online: std::sync::atomic::AtomicUsize::new(0),
+                online: AtomicUsize::new(0),
             }),
         }
     }
@@ -628,10 +628,5 @@ impl Store {
             expired: self.shared.expired.load(Ordering::Relaxed),
             log: self.shared.log.stats(),
         }
-    }
-
-    /// Returns the wall-clock time (ms) the current log epoch began.
-    pub fn epoch_start_ms(&self) -> i64 {
-        self.shared.log.epoch_start_ms()
     }
 }
