@@ -29,6 +29,16 @@ const MAX_OFFSET_MINUTES: u32 = 14 * 60;
 ///
 /// Returns the instant in ms since the Unix epoch, truncated to the millisecond.
 ///
+/// ```
+/// use presenced::domain::from_date::parse_from_date;
+///
+/// let t = parse_from_date("2019-05-22T12:11:45.392Z").unwrap();
+/// assert_eq!(t, 1_558_527_105_392);
+/// // `+02:00` sent unencoded in a URL arrives as a space.
+/// assert_eq!(parse_from_date("2019-05-22T14:11:45.392 02:00"), Ok(t));
+/// assert!(parse_from_date("yesterday").is_err());
+/// ```
+///
 /// # Errors
 ///
 /// A [`FromDateError`] for any other input, or for a well-formed value that

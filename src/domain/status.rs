@@ -84,6 +84,15 @@ pub fn connection_status(connections: impl IntoIterator<Item = ConnStatus>) -> S
 
 /// `status`, what others see: `offline` without a live connection, the connection
 /// status when the user chose `online`, otherwise the chosen status.
+///
+/// ```
+/// use presenced::domain::status::visible_status;
+/// use presenced::domain::Status::*;
+///
+/// assert_eq!(visible_status(Online, Away), Away); // chose online, connected but idle
+/// assert_eq!(visible_status(Busy, Online), Busy); // a choice other than online shows
+/// assert_eq!(visible_status(Busy, Offline), Offline); // no connection, no presence
+/// ```
 pub fn visible_status(chosen: Status, connection: Status) -> Status {
     match (connection, chosen) {
         (Status::Offline, _) => Status::Offline,
