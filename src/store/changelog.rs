@@ -1,12 +1,15 @@
 //! The change log: a time-ordered ring of recent changes (SPEC §2).
 //!
-//! Each entry is `(sequence, timestamp ms, view)`. Sequences are contiguous, so a
+//! Each entry is `(sequence, timestamp ms, user)`, and a deletion carries the
+//! tombstone the user leaves; other states are read from the store when a delta
+//! is answered, so the log costs a few words per change, not a rendered user. Sequences are contiguous, so a
 //! cursor finds its place by subtraction; timestamps are non-decreasing, so `from`
 //! finds its place by binary search. A reader asking for more history than the ring
 //! still holds gets [`Lagged`], never a partial answer (like tokio's broadcast
 //! channel's `RecvError::Lagged`).
 
 use super::view::UserView;
+use crate::domain::UserId;
 use parking_lot::RwLock;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -72,12 +75,22 @@ impl FromStr for Cursor {
     }
 }
 
-/// One change: the user's visible state right after it.
+/// One change: whose, and for a deletion the tombstone it leaves.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub seq: u64,
     pub ts: i64,
-    pub view: Arc<UserView>,
+    pub user: UserId,
+    pub tombstone: Option<Arc<UserView>>,
+}
+
+/// The users changed in a range of the log, each once, ordered by their last
+/// change in the range (with its tombstone if that was a deletion); `cursor`
+/// is where the range ends.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub cursor: Cursor,
+    pub users: Vec<(UserId, Option<Arc<UserView>>)>,
 }
 
 /// The log cannot prove a delta from the requested point complete.
@@ -152,7 +165,7 @@ impl ChangeLog {
 
     /// Appends a change and publishes it: from the moment this returns, readers
     /// see it, and any cursor they are given covers it. Returns its cursor.
-    pub fn append(&self, view: Arc<UserView>, now_ms: i64) -> Cursor {
+    pub fn append(&self, user: UserId, tombstone: Option<Arc<UserView>>, now_ms: i64) -> Cursor {
         let mut ring = self.ring.write();
         let ts = now_ms.max(ring.last_ts);
         ring.head += 1;
@@ -168,7 +181,12 @@ impl ChangeLog {
             ring.evicted_seq = front_seq;
             ring.evicted_ts = Some(front_ts);
         }
-        ring.entries.push_back(Change { seq, ts, view });
+        ring.entries.push_back(Change {
+            seq,
+            ts,
+            user,
+            tombstone,
+        });
         Cursor {
             epoch: self.epoch,
             seq,
@@ -186,7 +204,7 @@ impl ChangeLog {
     /// Returns the users changed after `cursor` (exclusive) that `keep` accepts,
     /// or [`Lagged`] when the cursor is from another epoch, ahead of the log, or
     /// older than its oldest retained change.
-    pub fn since(&self, cursor: Cursor, keep: impl Fn(&UserView) -> bool) -> Result<Delta, Lagged> {
+    pub fn since(&self, cursor: Cursor, keep: impl Fn(&UserId) -> bool) -> Result<Changed, Lagged> {
         let ring = self.ring.read();
         if cursor.epoch != self.epoch || cursor.seq > ring.head || cursor.seq < ring.evicted_seq {
             return Err(Lagged);
@@ -203,8 +221,8 @@ impl ChangeLog {
     pub fn since_time(
         &self,
         from_ms: i64,
-        keep: impl Fn(&UserView) -> bool,
-    ) -> Result<Delta, Lagged> {
+        keep: impl Fn(&UserId) -> bool,
+    ) -> Result<Changed, Lagged> {
         let ring = self.ring.read();
         if from_ms < self.epoch_start_ms || ring.evicted_ts.is_some_and(|ts| ts >= from_ms) {
             return Err(Lagged);
@@ -214,17 +232,17 @@ impl ChangeLog {
     }
 
     /// Picks, from `start` to the end, the latest change of each user.
-    fn latest_from(&self, ring: &Ring, start: usize, keep: impl Fn(&UserView) -> bool) -> Delta {
+    fn latest_from(&self, ring: &Ring, start: usize, keep: impl Fn(&UserId) -> bool) -> Changed {
         let range = ring.entries.range(start..);
         let mut seen: HashSet<&str, foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(range.len().min(4096), Default::default());
-        let mut users: Vec<Arc<UserView>> = range
+        let mut users: Vec<(UserId, Option<Arc<UserView>>)> = range
             .rev()
-            .filter(|c| seen.insert(c.view.id().as_str()) && keep(&c.view))
-            .map(|c| Arc::clone(&c.view))
+            .filter(|c| seen.insert(c.user.as_str()) && keep(&c.user))
+            .map(|c| (c.user.clone(), c.tombstone.clone()))
             .collect();
         users.reverse();
-        Delta {
+        Changed {
             cursor: Cursor {
                 epoch: self.epoch,
                 seq: ring.head,
@@ -250,31 +268,30 @@ impl ChangeLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Status, UserId};
-    use crate::store::view::Visible;
 
     const T0: i64 = 1_700_000_000_000;
 
-    fn view(id: &str, status: Status) -> Arc<UserView> {
-        let id = UserId::parse(id).unwrap();
-        Arc::new(UserView::render(
-            &id,
-            &Visible {
-                username: id.as_str(),
-                name: None,
-                status,
-                utc_offset: None,
-                avatar_etag: None,
-                status_text: "",
-            },
-        ))
+    fn id(id: &str) -> UserId {
+        UserId::parse(id).unwrap()
     }
 
-    fn ids(delta: &Delta) -> Vec<(&str, Status)> {
-        delta
+    /// A change of `user` at `ts`.
+    fn change(log: &ChangeLog, user: &str, ts: i64) -> Cursor {
+        log.append(id(user), None, ts)
+    }
+
+    /// The deletion of `user` at `ts`.
+    fn delete(log: &ChangeLog, user: &str, ts: i64) -> Cursor {
+        let tombstone = Arc::new(UserView::deleted(&id(user), user));
+        log.append(id(user), Some(tombstone), ts)
+    }
+
+    /// The ids of `changed`, each marked true if its last change was a deletion.
+    fn ids(changed: &Changed) -> Vec<(&str, bool)> {
+        changed
             .users
             .iter()
-            .map(|v| (v.id().as_str(), v.status()))
+            .map(|(user, tombstone)| (user.as_str(), tombstone.is_some()))
             .collect()
     }
 
@@ -285,7 +302,7 @@ mod tests {
     #[test]
     fn cursor_round_trips_and_garbage_is_rejected() {
         let log = log(10);
-        let c = log.append(view("a", Status::Online), T0);
+        let c = change(&log, "a", T0);
         assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
         for bad in [
             "",
@@ -303,25 +320,41 @@ mod tests {
     }
 
     #[test]
-    fn since_returns_each_user_once_with_its_latest_state_in_change_order() {
+    fn since_returns_each_user_once_by_its_last_change_in_change_order() {
         let log = log(10);
         let start = log.cursor();
-        log.append(view("a", Status::Online), T0);
-        log.append(view("b", Status::Online), T0);
-        log.append(view("a", Status::Away), T0);
-        let delta = log.since(start, |_| true).unwrap();
-        assert_eq!(ids(&delta), [("b", Status::Online), ("a", Status::Away)]);
-        assert_eq!(delta.cursor, log.cursor());
-        assert!(log.since(delta.cursor, |_| true).unwrap().users.is_empty());
+        change(&log, "a", T0);
+        change(&log, "b", T0);
+        delete(&log, "c", T0);
+        change(&log, "a", T0);
+        let changed = log.since(start, |_| true).unwrap();
+        assert_eq!(ids(&changed), [("b", false), ("c", true), ("a", false)]);
+        assert_eq!(changed.cursor, log.cursor());
+        assert!(log
+            .since(changed.cursor, |_| true)
+            .unwrap()
+            .users
+            .is_empty());
+    }
+
+    #[test]
+    fn a_user_deleted_then_created_again_is_listed_by_its_last_change() {
+        let log = log(10);
+        let start = log.cursor();
+        delete(&log, "a", T0);
+        change(&log, "a", T0);
+        assert_eq!(ids(&log.since(start, |_| true).unwrap()), [("a", false)]);
+        delete(&log, "a", T0);
+        assert_eq!(ids(&log.since(start, |_| true).unwrap()), [("a", true)]);
     }
 
     #[test]
     fn cursor_older_than_the_ring_lags_instead_of_skipping() {
         let log = log(2);
         let start = log.cursor();
-        let first = log.append(view("a", Status::Online), T0);
-        log.append(view("b", Status::Online), T0);
-        log.append(view("c", Status::Online), T0);
+        let first = change(&log, "a", T0);
+        change(&log, "b", T0);
+        change(&log, "c", T0);
         assert_eq!(log.since(start, |_| true).unwrap_err(), Lagged);
         // `first` is exactly the evicted change: everything after it is still held.
         assert_eq!(ids(&log.since(first, |_| true).unwrap()).len(), 2);
@@ -332,7 +365,7 @@ mod tests {
     fn cursors_from_another_epoch_or_the_future_lag() {
         let a = log(10);
         let b = log(10);
-        b.append(view("x", Status::Online), T0);
+        change(&b, "x", T0);
         assert_eq!(a.since(b.cursor(), |_| true).unwrap_err(), Lagged);
         let ahead = Cursor {
             epoch: a.epoch,
@@ -344,9 +377,9 @@ mod tests {
     #[test]
     fn since_time_includes_changes_in_the_same_millisecond() {
         let log = log(10);
-        log.append(view("a", Status::Online), T0 + 10);
-        log.append(view("b", Status::Online), T0 + 20);
-        log.append(view("c", Status::Online), T0 + 20);
+        change(&log, "a", T0 + 10);
+        change(&log, "b", T0 + 20);
+        change(&log, "c", T0 + 20);
         assert_eq!(ids(&log.since_time(T0 + 20, |_| true).unwrap()).len(), 2);
         assert_eq!(ids(&log.since_time(T0 + 11, |_| true).unwrap()).len(), 2);
         assert!(log.since_time(T0 + 21, |_| true).unwrap().users.is_empty());
@@ -356,8 +389,8 @@ mod tests {
     #[test]
     fn timestamps_never_go_back_when_the_clock_does() {
         let log = log(10);
-        log.append(view("a", Status::Online), T0 + 1000);
-        log.append(view("b", Status::Online), T0 + 10);
+        change(&log, "a", T0 + 1000);
+        change(&log, "b", T0 + 10);
         // b was stamped T0+1000, so a `from` at T0+500 still finds it.
         assert_eq!(ids(&log.since_time(T0 + 500, |_| true).unwrap()).len(), 2);
     }
@@ -365,13 +398,13 @@ mod tests {
     #[test]
     fn changes_older_than_the_window_are_evicted_and_then_lag() {
         let log = ChangeLog::new(100, Duration::from_secs(1), T0);
-        log.append(view("a", Status::Online), T0);
-        log.append(view("b", Status::Online), T0 + 5_000);
+        change(&log, "a", T0);
+        change(&log, "b", T0 + 5_000);
         assert_eq!(log.stats().entries, 1);
         assert_eq!(log.since_time(T0, |_| true).unwrap_err(), Lagged);
         assert_eq!(
             ids(&log.since_time(T0 + 1, |_| true).unwrap()),
-            [("b", Status::Online)]
+            [("b", false)]
         );
     }
 
@@ -379,7 +412,7 @@ mod tests {
     fn memory_stays_bounded_by_capacity_whatever_the_write_rate() {
         let log = log(64);
         for i in 0..10_000 {
-            log.append(view(&format!("u{}", i % 100), Status::Online), T0);
+            change(&log, &format!("u{}", i % 100), T0);
         }
         assert_eq!(log.stats().entries, 64);
         assert_eq!(log.stats().head.seq(), 10_000);
@@ -389,14 +422,11 @@ mod tests {
     fn keep_filters_without_breaking_deduplication() {
         let log = log(10);
         let start = log.cursor();
-        log.append(view("a", Status::Online), T0);
-        log.append(view("a", Status::Offline), T0);
-        let delta = log.since(start, |v| v.id().as_str() == "a").unwrap();
-        assert_eq!(ids(&delta), [("a", Status::Offline)]);
-        assert!(log
-            .since(start, |v| v.id().as_str() == "b")
-            .unwrap()
-            .users
-            .is_empty());
+        change(&log, "a", T0);
+        delete(&log, "a", T0);
+        let changed = log.since(start, |user| user.as_str() == "a").unwrap();
+        assert_eq!(ids(&changed), [("a", true)]);
+        let changed = log.since(start, |user| user.as_str() == "b").unwrap();
+        assert!(changed.users.is_empty());
     }
 }

@@ -18,7 +18,7 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
-pub use changelog::{Cursor, CursorError, Delta, Lagged, LogStats};
+pub use changelog::{Changed, Cursor, CursorError, Delta, Lagged, LogStats};
 pub use expiry::spawn_sweeper;
 pub use op::{Applied, Op};
 pub use view::UserView;
@@ -222,19 +222,16 @@ impl Store {
         }
     }
 
-    /// Re-renders `record` after a transition and, if what others see differs,
-    /// logs the change. Must be called with the user's shard still held.
+    /// Logs the change a transition made, if it made one visible to others.
+    /// Must be called with the user's shard still held.
     fn publish(&self, id: &UserId, record: &mut UserRecord, touched: Touched) -> Written {
-        if touched == Touched::Hidden {
-            return Written::NOTHING;
+        match touched {
+            Touched::Hidden => Written::NOTHING,
+            Touched::Visible { before } => {
+                self.count_online(before, record.visible_status());
+                self.log_change(id, record)
+            }
         }
-        let view = record.render(id);
-        if view.json() == record.view.json() {
-            return Written::NOTHING;
-        }
-        self.count_online(record.view.status(), view.status());
-        record.view = Arc::new(view);
-        self.log_view(record)
     }
 
     /// Keeps the online count as a view goes from `before` to `after`.
@@ -246,9 +243,9 @@ impl Store {
         };
     }
 
-    /// Logs `record`'s current view as its latest change.
-    fn log_view(&self, record: &mut UserRecord) -> Written {
-        let cursor = self.shared.log.append(Arc::clone(&record.view), now_ms());
+    /// Logs a change of `record`.
+    fn log_change(&self, id: &UserId, record: &mut UserRecord) -> Written {
+        let cursor = self.shared.log.append(id.clone(), None, now_ms());
         record.changed_seq = cursor.seq();
         Written {
             change: Some(cursor),
@@ -285,8 +282,8 @@ impl Store {
             }
             Entry::Vacant(slot) => {
                 self.claim_username(&profile.username, id)?;
-                let mut record = Box::new(UserRecord::new(id, profile));
-                let written = self.log_view(&mut record);
+                let mut record = Box::new(UserRecord::new(profile));
+                let written = self.log_change(id, &mut record);
                 slot.insert(record);
                 Ok(written)
             }
@@ -308,9 +305,12 @@ impl Store {
                 .connections
                 .remove_if(&conn.id, |_, owner| &owner.user == id);
         }
-        self.count_online(record.view.status(), Status::Offline);
+        self.count_online(record.visible_status(), Status::Offline);
         let tombstone = Arc::new(UserView::deleted(id, record.profile.username.as_str()));
-        let cursor = self.shared.log.append(tombstone, now_ms());
+        let cursor = self
+            .shared
+            .log
+            .append(id.clone(), Some(tombstone), now_ms());
         slot.remove();
         Written {
             change: Some(cursor),
@@ -533,8 +533,8 @@ impl Store {
             .shared
             .users
             .iter()
-            .filter(|entry| entry.view.status() != Status::Offline)
-            .map(|entry| Arc::clone(&entry.view))
+            .filter(|entry| entry.visible_status() != Status::Offline)
+            .map(|entry| Arc::new(entry.render(entry.key())))
             .collect();
         Snapshot { cursor, users }
     }
@@ -546,7 +546,8 @@ impl Store {
             .into_iter()
             .filter_map(|id| {
                 let record = self.shared.users.get(id)?;
-                (record.view.status() != Status::Offline).then(|| Arc::clone(&record.view))
+                (record.visible_status() != Status::Offline)
+                    .then(|| Arc::new(record.render(record.key())))
             })
             .collect();
         Snapshot { cursor, users }
@@ -556,9 +557,32 @@ impl Store {
     pub fn changed_since(
         &self,
         cursor: Cursor,
-        keep: impl Fn(&UserView) -> bool,
+        keep: impl Fn(&UserId) -> bool,
     ) -> Result<Delta, Lagged> {
-        self.shared.log.since(cursor, keep)
+        self.shared
+            .log
+            .since(cursor, keep)
+            .map(|changed| self.render(changed))
+    }
+
+    /// Renders the users of `changed` as they are now. A user whose last logged
+    /// change is not its deletion but who is gone was deleted after the range
+    /// ended: left out, its tombstone comes with the next delta.
+    fn render(&self, changed: Changed) -> Delta {
+        let users = changed
+            .users
+            .into_iter()
+            .filter_map(|(id, tombstone)| {
+                tombstone.or_else(|| {
+                    let record = self.shared.users.get(&id)?;
+                    Some(Arc::new(record.render(&id)))
+                })
+            })
+            .collect();
+        Delta {
+            cursor: changed.cursor,
+            users,
+        }
     }
 
     /// The users changed after `cursor` found the slow way, by walking every
@@ -569,7 +593,7 @@ impl Store {
             .users
             .iter()
             .filter(|entry| entry.changed_seq > cursor.seq())
-            .map(|entry| Arc::clone(&entry.view))
+            .map(|entry| Arc::new(entry.render(entry.key())))
             .collect()
     }
 
@@ -577,9 +601,12 @@ impl Store {
     pub fn changed_from(
         &self,
         from_ms: i64,
-        keep: impl Fn(&UserView) -> bool,
+        keep: impl Fn(&UserId) -> bool,
     ) -> Result<Delta, Lagged> {
-        self.shared.log.since_time(from_ms, keep)
+        self.shared
+            .log
+            .since_time(from_ms, keep)
+            .map(|changed| self.render(changed))
     }
 
     /// Returns the cursor of the newest change.

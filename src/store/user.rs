@@ -1,23 +1,25 @@
 //! One user's full state as the store keeps it, and the transitions on it.
 //!
-//! Each transition reports whether it may have changed what others see; the store
-//! then re-renders the view and logs a change only if the rendering differs. A
-//! heartbeat that changes nothing visible never renders at all.
+//! Each transition reports exactly whether it changed what others see (and what
+//! the visible status was before), so the store logs a change only for a real
+//! one. Nothing is rendered on a write: views are rendered when read.
 
 use super::view::{UserView, Visible};
 use crate::domain::status::{connection_status, visible_status};
 use crate::domain::{
     ConnStatus, ConnectionId, InstanceId, Profile, Status, StatusText, TokenHash, UserId,
 };
-use std::sync::Arc;
 use tokio::time::Instant;
 
-/// Whether a transition may have changed the user's visible fields.
+/// Whether a transition changed the user's visible fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub(crate) enum Touched {
     Hidden,
-    Visible,
+    /// Something visible changed; `before` is the visible status it had.
+    Visible {
+        before: Status,
+    },
 }
 
 /// A live connection of a user.
@@ -55,28 +57,20 @@ pub(crate) struct UserRecord {
     pub status: Status,
     pub connections: Vec<Connection>,
     pub tokens: Vec<TokenHash>,
-    /// The current rendering; the same `Arc` the change log holds for the last change.
-    pub view: Arc<UserView>,
     /// Sequence number of the last change (what a scan without the log would filter on).
     pub changed_seq: u64,
 }
 
 impl UserRecord {
     /// A new user: no connections, so offline, having chosen `online`.
-    pub fn new(id: &UserId, profile: Profile) -> UserRecord {
-        let status_text = StatusText::default();
-        let view = Arc::new(UserView::render(
-            id,
-            &visible(&profile, Status::Offline, &status_text),
-        ));
+    pub fn new(profile: Profile) -> UserRecord {
         UserRecord {
             profile,
             chosen: Status::Online,
-            status_text,
+            status_text: StatusText::default(),
             status: Status::Offline,
             connections: Vec::new(),
             tokens: Vec::new(),
-            view,
             changed_seq: 0,
         }
     }
@@ -102,36 +96,48 @@ impl UserRecord {
         )
     }
 
+    /// Visible if `fields` changed or the visible status is no longer `before`.
+    fn touched(&self, before: Status, fields: bool) -> Touched {
+        if fields || self.visible_status() != before {
+            Touched::Visible { before }
+        } else {
+            Touched::Hidden
+        }
+    }
+
     /// Applies the SPEC §1 rule after a connection event (which ends a manual
     /// status set's exception). Only the status can change here.
     fn recompute(&mut self) -> Touched {
-        let status = visible_status(self.chosen, self.connection_status());
-        if status == self.status {
-            return Touched::Hidden;
-        }
-        self.status = status;
-        Touched::Visible
+        let before = self.visible_status();
+        self.status = visible_status(self.chosen, self.connection_status());
+        self.touched(before, false)
     }
 
     pub fn set_profile(&mut self, profile: Profile) -> Touched {
-        if self.profile == profile {
-            return Touched::Hidden;
-        }
+        let before = self.visible_status();
+        let old = &self.profile;
+        let fields = old.username != profile.username
+            || old.name != profile.name
+            || old.utc_offset != profile.utc_offset
+            || old.avatar_etag != profile.avatar_etag;
         self.profile = profile;
-        Touched::Visible
+        self.touched(before, fields)
     }
 
     /// A manual status set takes effect at once, even without connections
     /// (`status := chosen`); the next connection event recomputes.
     pub fn choose(&mut self, status: Option<Status>, text: Option<StatusText>) -> Touched {
+        let before = self.visible_status();
         if let Some(status) = status {
             self.chosen = status;
             self.status = status;
         }
-        if let Some(text) = text {
+        let text_changed = text.is_some_and(|text| {
+            let changed = text != self.status_text;
             self.status_text = text;
-        }
-        Touched::Visible
+            changed
+        });
+        self.touched(before, text_changed)
     }
 
     /// Opens or refreshes a connection. Returns whether it was newly opened.
