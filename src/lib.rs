@@ -20,7 +20,7 @@
 //! - [`demo`]: the `--demo` seed and churn.
 //!
 //! Data flows one way: the HTTP edge parses into domain types, the store applies
-//! and logs the change, readers serialize from the store's pre-rendered views.
+//! and logs the change, readers render what they read and cache whole answers.
 
 pub mod api;
 pub mod background;

@@ -1,6 +1,6 @@
 //! `GET|POST /api/v1/users.presence` (SPEC §3.1): plans the answer from the
 //! parameters, revalidates (`ETag` / `304`) before doing any work, and assembles
-//! the body from the users' pre-rendered JSON (the full answer from a cache).
+//! the body from the users' JSON objects (cached answers where the question repeats).
 
 use super::answer_cache::Rendered;
 use super::auth::Authenticated;

@@ -1,8 +1,8 @@
 //! The visible face of a user: the JSON object `users.presence` returns for it,
-//! rendered once per change and shared by the user map and the change log.
+//! rendered when an answer needs it, and kept only as a deleted user's tombstone.
 
 use crate::domain::{Status, UserId};
-use serde::Serialize;
+use std::fmt::Write as _;
 
 /// What others see of one user at one change. Immutable once built.
 #[derive(Debug, PartialEq, Eq)]
@@ -10,7 +10,9 @@ pub struct UserView {
     id: UserId,
     status: Status,
     deleted: bool,
-    json: Box<str>,
+    // A String, not a Box<str>: views live for one answer (or as a tombstone),
+    // and shrinking each to fit would cost a reallocation per user rendered.
+    json: String,
 }
 
 /// The fields a view is rendered from, borrowed from the record that owns them.
@@ -23,54 +25,69 @@ pub(crate) struct Visible<'a> {
     pub status_text: &'a str,
 }
 
-/// The wire shape: unset or empty fields are omitted, never null (SPEC §3.1).
-#[derive(Serialize)]
-struct Wire<'a> {
-    #[serde(rename = "_id")]
-    id: &'a str,
-    username: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    status: &'a str,
-    #[serde(rename = "utcOffset", skip_serializing_if = "Option::is_none")]
-    utc_offset: Option<Offset>,
-    #[serde(rename = "avatarETag", skip_serializing_if = "Option::is_none")]
-    avatar_etag: Option<&'a str>,
-    #[serde(rename = "statusText", skip_serializing_if = "str::is_empty")]
-    status_text: &'a str,
+/// Appends `s` as a JSON string. Names and texts almost never need escaping,
+/// so they are checked in one pass and copied; serde_json escapes the rest.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Serializing a str cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
 }
 
-/// Hours from UTC. Whole hours are written as integers (`-2`, not `-2.0`), as
-/// Rocket.Chat does, so byte-for-byte comparisons with upstream answers hold.
-struct Offset(f64);
-
-impl Serialize for Offset {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.fract() == 0.0 {
-            // Validated to -14..=14, so the cast is exact.
-            s.serialize_i64(self.0 as i64)
-        } else {
-            s.serialize_f64(self.0)
-        }
+/// Renders the wire shape: unset or empty fields are omitted, never null (SPEC
+/// §3.1). By hand rather than through serde: this runs for every user of every
+/// answer built, and a profile showed serde's per-byte escaping first.
+fn to_json(id: &str, v: &Visible<'_>) -> String {
+    let name = v.name.map_or(0, str::len);
+    let etag = v.avatar_etag.map_or(0, str::len);
+    let mut out = String::with_capacity(
+        100 + id.len() + v.username.len() + name + etag + v.status_text.len(),
+    );
+    out.push_str(r#"{"_id":"#);
+    push_json_str(&mut out, id);
+    out.push_str(r#","username":"#);
+    push_json_str(&mut out, v.username);
+    if let Some(name) = v.name {
+        out.push_str(r#","name":"#);
+        push_json_str(&mut out, name);
     }
+    out.push_str(r#","status":""#);
+    out.push_str(v.status.as_str());
+    out.push('"');
+    if let Some(offset) = v.utc_offset {
+        out.push_str(r#","utcOffset":"#);
+        // Whole hours as integers (`-2`, not `-2.0`), as Rocket.Chat writes them.
+        // Validated finite and within -14..=14: the cast is exact and Display
+        // writes a plain JSON number.
+        let _ = if offset.fract() == 0.0 {
+            write!(out, "{}", offset as i64)
+        } else {
+            write!(out, "{offset}")
+        };
+    }
+    if let Some(etag) = v.avatar_etag {
+        out.push_str(r#","avatarETag":"#);
+        push_json_str(&mut out, etag);
+    }
+    if !v.status_text.is_empty() {
+        out.push_str(r#","statusText":"#);
+        push_json_str(&mut out, v.status_text);
+    }
+    out.push('}');
+    out
 }
 
 impl UserView {
     pub(crate) fn render(id: &UserId, visible: &Visible<'_>) -> UserView {
-        let wire = Wire {
-            id: id.as_str(),
-            username: visible.username,
-            name: visible.name,
-            status: visible.status.as_str(),
-            utc_offset: visible.utc_offset.map(Offset),
-            avatar_etag: visible.avatar_etag,
-            status_text: visible.status_text,
-        };
         UserView {
             id: id.clone(),
             status: visible.status,
             deleted: false,
-            json: to_json(&wire),
+            json: to_json(id.as_str(), visible),
         }
     }
 
@@ -109,14 +126,6 @@ impl UserView {
     /// Returns the rendered JSON object.
     pub fn json(&self) -> &str {
         &self.json
-    }
-}
-
-fn to_json(wire: &Wire<'_>) -> Box<str> {
-    // Serializing borrowed strs and numbers into a Vec cannot fail.
-    match serde_json::to_string(wire) {
-        Ok(s) => s.into_boxed_str(),
-        Err(e) => unreachable!("serializing a user view failed: {e}"),
     }
 }
 
@@ -174,5 +183,43 @@ mod tests {
             v.json(),
             r#"{"_id":"rocket.cat","username":"rocket.cat","status":"offline"}"#
         );
+    }
+
+    #[test]
+    fn any_text_and_offset_render_as_valid_json_with_the_same_values() {
+        let texts = [
+            "",
+            "plain",
+            "quote \" inside",
+            "back\\slash",
+            "tab\there",
+            "nul\u{0}",
+            "é 日本 🚀",
+            "\u{1f}\u{7f}",
+            "</script>",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            let offset = [0.0, -0.0, 5.75, -3.5, 14.0, -14.0, 0.1][i % 7];
+            let v = UserView::render(
+                &id(),
+                &Visible {
+                    username: "u",
+                    name: Some(text),
+                    status: Status::Away,
+                    utc_offset: Some(offset),
+                    avatar_etag: Some(text),
+                    status_text: text,
+                },
+            );
+            let parsed: serde_json::Value =
+                serde_json::from_str(v.json()).unwrap_or_else(|e| panic!("{}: {e}", v.json()));
+            assert_eq!(parsed["name"], *text);
+            assert_eq!(parsed["avatarETag"], *text);
+            assert_eq!(
+                parsed.get("statusText").map_or("", |t| t.as_str().unwrap()),
+                *text
+            );
+            assert_eq!(parsed["utcOffset"].as_f64(), Some(offset), "{}", v.json());
+        }
     }
 }
