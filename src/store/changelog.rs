@@ -158,11 +158,6 @@ impl ChangeLog {
         }
     }
 
-    /// Returns the wall-clock time (ms) this epoch began.
-    pub fn epoch_start_ms(&self) -> i64 {
-        self.epoch_start_ms
-    }
-
     /// Appends a change and publishes it: from the moment this returns, readers
     /// see it, and any cursor they are given covers it. Returns its cursor.
     pub fn append(&self, user: UserId, tombstone: Option<Arc<UserView>>, now_ms: i64) -> Cursor {

@@ -434,20 +434,11 @@ impl Store {
 
     /// Closes every connection of a chat-server instance. Returns how many
     /// closed, and the last change that made.
-    ///
-    /// Walks the connection index: instances die rarely, so this costs less than
-    /// keeping a second index current on every connection event.
     pub fn delete_instance(&self, instance: &InstanceId) -> (usize, Written) {
-        let doomed: Vec<ConnectionId> = self
-            .shared
-            .connections
-            .iter()
-            .filter(|entry| entry.value().instance.as_ref() == Some(instance))
-            .map(|entry| entry.key().clone())
-            .collect();
+        let doomed = self.connections_of(instance.as_str());
         let mut closed = 0;
         let mut last = Written::NOTHING;
-        for connection in &doomed {
+        for (connection, _) in &doomed {
             if let Some(written) =
                 self.close_connection(connection, |c| c.instance.as_ref() == Some(instance))
             {
@@ -460,12 +451,11 @@ impl Store {
         (closed, last)
     }
 
-    /// Refreshes every connection of an instance, as one heartbeat for all of
-    /// them. Returns how many were refreshed.
-    pub fn refresh_instance(&self, instance: &str) -> usize {
-        let now = Instant::now();
-        let of_instance: Vec<(ConnectionId, UserId)> = self
-            .shared
+    /// The open connections of `instance`, with their owners. Walks the
+    /// connection index: instances die rarely, so this costs less than keeping
+    /// a second index current on every connection event.
+    fn connections_of(&self, instance: &str) -> Vec<(ConnectionId, UserId)> {
+        self.shared
             .connections
             .iter()
             .filter(|e| {
@@ -475,7 +465,14 @@ impl Store {
                     .is_some_and(|i| i.as_str() == instance)
             })
             .map(|e| (e.key().clone(), e.value().user.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// Refreshes every connection of an instance, as one heartbeat for all of
+    /// them. Returns how many were refreshed.
+    pub fn refresh_instance(&self, instance: &str) -> usize {
+        let now = Instant::now();
+        let of_instance = self.connections_of(instance);
         of_instance
             .iter()
             .filter(|(connection, user)| {

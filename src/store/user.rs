@@ -34,18 +34,6 @@ pub(crate) struct Connection {
     pub generation: u64,
 }
 
-/// The fields others see, borrowed from a profile.
-fn visible<'a>(profile: &'a Profile, status: Status, status_text: &'a StatusText) -> Visible<'a> {
-    Visible {
-        username: profile.username.as_str(),
-        name: profile.name.as_deref(),
-        status,
-        utc_offset: profile.utc_offset,
-        avatar_etag: profile.avatar_etag.as_deref(),
-        status_text: status_text.as_str(),
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct UserRecord {
     pub profile: Profile,
@@ -92,7 +80,14 @@ impl UserRecord {
     pub fn render(&self, id: &UserId) -> UserView {
         UserView::render(
             id,
-            &visible(&self.profile, self.visible_status(), &self.status_text),
+            &Visible {
+                username: self.profile.username.as_str(),
+                name: self.profile.name.as_deref(),
+                status: self.visible_status(),
+                utc_offset: self.profile.utc_offset,
+                avatar_etag: self.profile.avatar_etag.as_deref(),
+                status_text: self.status_text.as_str(),
+            },
         )
     }
 
