@@ -172,7 +172,7 @@ fn snapshots_and_ids(c: &mut Criterion) {
             let users = snapshot
                 .users
                 .into_iter()
-                .filter(|v| wanted.contains(v.id().as_str()))
+                .filter(|v| wanted.contains(v.id()))
                 .collect();
             black_box(
                 Answer {

@@ -178,7 +178,7 @@ impl<'a> Plan<'a> {
                 let wanted: HashSet<&str, foldhash::fast::RandomState> =
                     ids.iter().map(AsRef::as_ref).collect();
                 Some(
-                    match store.changed_since(*cursor, |user| wanted.contains(user.as_str())) {
+                    match store.changed_since(*cursor, |user| wanted.contains(user)) {
                         Ok(delta) => Answer::delta(delta),
                         // The full state of just the users asked about.
                         Err(Lagged) => {
@@ -192,7 +192,7 @@ impl<'a> Plan<'a> {
                 Some(Answer::partial(snapshot.users, snapshot.cursor))
             }
             Plan::From { from_ms, caller } => store
-                .changed_from(*from_ms, |user| user != caller)
+                .changed_from(*from_ms, |user| user != caller.as_str())
                 .ok()
                 .map(Answer::delta),
         }

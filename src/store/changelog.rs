@@ -1,18 +1,20 @@
 //! The change log: a time-ordered ring of recent changes (SPEC §2).
 //!
-//! Each entry is `(sequence, timestamp ms, user)`, and a deletion carries the
-//! tombstone the user leaves; other states are read from the store when a delta
-//! is answered, so the log costs a few words per change, not a rendered user. Sequences are contiguous, so a
-//! cursor finds its place by subtraction; timestamps are non-decreasing, so `from`
-//! finds its place by binary search. A reader asking for more history than the ring
+//! Each entry is `(timestamp ms, user)`, and a deletion carries the tombstone
+//! the user leaves; other states are read from the store when a delta is
+//! answered, so the log costs three words per change, not a rendered user.
+//! Sequences are contiguous, so an entry's is implied by its place and a cursor
+//! finds its place by subtraction; timestamps are non-decreasing, so `from` finds
+//! its place by binary search. The log is generic over how a user is named: the
+//! store names users by [`UserKey`](super::shard::UserKey), tests by strings. A reader asking for more history than the ring
 //! still holds gets [`Lagged`], never a partial answer (like tokio's broadcast
 //! channel's `RecvError::Lagged`).
 
 use super::view::UserView;
-use crate::domain::UserId;
 use parking_lot::RwLock;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
+use std::hash::Hash;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,22 +77,21 @@ impl FromStr for Cursor {
     }
 }
 
-/// One change: whose, and for a deletion the tombstone it leaves.
+/// One change: when, whose, and for a deletion the tombstone it leaves.
 #[derive(Debug, Clone)]
-pub struct Change {
-    pub seq: u64,
-    pub ts: i64,
-    pub user: UserId,
-    pub tombstone: Option<Arc<UserView>>,
+struct Change<K> {
+    ts: i64,
+    user: K,
+    tombstone: Option<Arc<UserView>>,
 }
 
 /// The users changed in a range of the log, each once, ordered by their last
 /// change in the range (with its tombstone if that was a deletion); `cursor`
 /// is where the range ends.
 #[derive(Debug, Clone)]
-pub struct Changed {
+pub struct Changed<K> {
     pub cursor: Cursor,
-    pub users: Vec<(UserId, Option<Arc<UserView>>)>,
+    pub users: Vec<(K, Option<Arc<UserView>>)>,
 }
 
 /// The log cannot prove a delta from the requested point complete.
@@ -115,8 +116,8 @@ pub struct LogStats {
 }
 
 #[derive(Debug)]
-struct Ring {
-    entries: VecDeque<Change>,
+struct Ring<K> {
+    entries: VecDeque<Change<K>>,
     /// Sequence of the newest change ever appended (0 = none yet).
     head: u64,
     /// Timestamp of the newest change, or the epoch start: the floor for the next one.
@@ -129,19 +130,19 @@ struct Ring {
 
 /// The ring and the rules for what it can prove.
 #[derive(Debug)]
-pub struct ChangeLog {
+pub struct ChangeLog<K> {
     // A RwLock, not a Mutex: appends hold it for a push (and rarely an eviction),
     // readers hold it shared while they pick the users out of their range.
-    ring: RwLock<Ring>,
+    ring: RwLock<Ring<K>>,
     capacity: usize,
     window_ms: i64,
     epoch: u64,
     epoch_start_ms: i64,
 }
 
-impl ChangeLog {
+impl<K: Copy + Eq + Hash> ChangeLog<K> {
     /// Creates an empty log for a new epoch starting at `now_ms`.
-    pub fn new(capacity: usize, window: Duration, now_ms: i64) -> ChangeLog {
+    pub fn new(capacity: usize, window: Duration, now_ms: i64) -> ChangeLog<K> {
         ChangeLog {
             ring: RwLock::new(Ring {
                 entries: VecDeque::new(),
@@ -160,7 +161,7 @@ impl ChangeLog {
 
     /// Appends a change and publishes it: from the moment this returns, readers
     /// see it, and any cursor they are given covers it. Returns its cursor.
-    pub fn append(&self, user: UserId, tombstone: Option<Arc<UserView>>, now_ms: i64) -> Cursor {
+    pub fn append(&self, user: K, tombstone: Option<Arc<UserView>>, now_ms: i64) -> Cursor {
         let mut ring = self.ring.write();
         let ts = now_ms.max(ring.last_ts);
         ring.head += 1;
@@ -171,13 +172,12 @@ impl ChangeLog {
             if ring.entries.len() < self.capacity && front.ts >= horizon {
                 break;
             }
-            let (front_seq, front_ts) = (front.seq, front.ts);
+            let front_ts = front.ts;
             ring.entries.pop_front();
-            ring.evicted_seq = front_seq;
+            ring.evicted_seq += 1;
             ring.evicted_ts = Some(front_ts);
         }
         ring.entries.push_back(Change {
-            seq,
             ts,
             user,
             tombstone,
@@ -196,45 +196,40 @@ impl ChangeLog {
         }
     }
 
-    /// Returns the users changed after `cursor` (exclusive) that `keep` accepts,
-    /// or [`Lagged`] when the cursor is from another epoch, ahead of the log, or
+    /// Returns the users changed after `cursor` (exclusive), or [`Lagged`] when the cursor is from another epoch, ahead of the log, or
     /// older than its oldest retained change.
-    pub fn since(&self, cursor: Cursor, keep: impl Fn(&UserId) -> bool) -> Result<Changed, Lagged> {
+    pub fn since(&self, cursor: Cursor) -> Result<Changed<K>, Lagged> {
         let ring = self.ring.read();
         if cursor.epoch != self.epoch || cursor.seq > ring.head || cursor.seq < ring.evicted_seq {
             return Err(Lagged);
         }
-        let first = ring.entries.front().map_or(ring.head + 1, |c| c.seq);
-        // Sequences are contiguous: the first change after the cursor is at this offset.
-        let start = usize::try_from(cursor.seq + 1 - first).map_err(|_| Lagged)?;
-        Ok(self.latest_from(&ring, start, keep))
+        // Sequences are contiguous and the oldest entry held is the one after the
+        // last evicted: the first change after the cursor is at this offset.
+        let start = usize::try_from(cursor.seq - ring.evicted_seq).map_err(|_| Lagged)?;
+        Ok(self.latest_from(&ring, start))
     }
 
-    /// Returns the users changed at or after `from_ms` that `keep` accepts, or
+    /// Returns the users changed at or after `from_ms`, or
     /// [`Lagged`] when a change at or after `from_ms` may have been evicted or
     /// `from_ms` is before this epoch began.
-    pub fn since_time(
-        &self,
-        from_ms: i64,
-        keep: impl Fn(&UserId) -> bool,
-    ) -> Result<Changed, Lagged> {
+    pub fn since_time(&self, from_ms: i64) -> Result<Changed<K>, Lagged> {
         let ring = self.ring.read();
         if from_ms < self.epoch_start_ms || ring.evicted_ts.is_some_and(|ts| ts >= from_ms) {
             return Err(Lagged);
         }
         let start = ring.entries.partition_point(|c| c.ts < from_ms);
-        Ok(self.latest_from(&ring, start, keep))
+        Ok(self.latest_from(&ring, start))
     }
 
     /// Picks, from `start` to the end, the latest change of each user.
-    fn latest_from(&self, ring: &Ring, start: usize, keep: impl Fn(&UserId) -> bool) -> Changed {
+    fn latest_from(&self, ring: &Ring<K>, start: usize) -> Changed<K> {
         let range = ring.entries.range(start..);
-        let mut seen: HashSet<&str, foldhash::fast::RandomState> =
+        let mut seen: HashSet<K, foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(range.len().min(4096), Default::default());
-        let mut users: Vec<(UserId, Option<Arc<UserView>>)> = range
+        let mut users: Vec<(K, Option<Arc<UserView>>)> = range
             .rev()
-            .filter(|c| seen.insert(c.user.as_str()) && keep(&c.user))
-            .map(|c| (c.user.clone(), c.tombstone.clone()))
+            .filter(|c| seen.insert(c.user))
+            .map(|c| (c.user, c.tombstone.clone()))
             .collect();
         users.reverse();
         Changed {
@@ -266,31 +261,29 @@ mod tests {
 
     const T0: i64 = 1_700_000_000_000;
 
-    fn id(id: &str) -> UserId {
-        UserId::parse(id).unwrap()
-    }
-
     /// A change of `user` at `ts`.
-    fn change(log: &ChangeLog, user: &str, ts: i64) -> Cursor {
-        log.append(id(user), None, ts)
+    fn change(log: &Log, user: &'static str, ts: i64) -> Cursor {
+        log.append(user, None, ts)
     }
 
     /// The deletion of `user` at `ts`.
-    fn delete(log: &ChangeLog, user: &str, ts: i64) -> Cursor {
-        let tombstone = Arc::new(UserView::deleted(&id(user), user));
-        log.append(id(user), Some(tombstone), ts)
+    fn delete(log: &Log, user: &'static str, ts: i64) -> Cursor {
+        let tombstone = Arc::new(UserView::deleted(user, user));
+        log.append(user, Some(tombstone), ts)
     }
 
     /// The ids of `changed`, each marked true if its last change was a deletion.
-    fn ids(changed: &Changed) -> Vec<(&str, bool)> {
+    fn ids(changed: &Changed<&'static str>) -> Vec<(&'static str, bool)> {
         changed
             .users
             .iter()
-            .map(|(user, tombstone)| (user.as_str(), tombstone.is_some()))
+            .map(|(user, tombstone)| (*user, tombstone.is_some()))
             .collect()
     }
 
-    fn log(capacity: usize) -> ChangeLog {
+    type Log = ChangeLog<&'static str>;
+
+    fn log(capacity: usize) -> Log {
         ChangeLog::new(capacity, Duration::from_secs(600), T0)
     }
 
@@ -322,14 +315,10 @@ mod tests {
         change(&log, "b", T0);
         delete(&log, "c", T0);
         change(&log, "a", T0);
-        let changed = log.since(start, |_| true).unwrap();
+        let changed = log.since(start).unwrap();
         assert_eq!(ids(&changed), [("b", false), ("c", true), ("a", false)]);
         assert_eq!(changed.cursor, log.cursor());
-        assert!(log
-            .since(changed.cursor, |_| true)
-            .unwrap()
-            .users
-            .is_empty());
+        assert!(log.since(changed.cursor).unwrap().users.is_empty());
     }
 
     #[test]
@@ -338,9 +327,9 @@ mod tests {
         let start = log.cursor();
         delete(&log, "a", T0);
         change(&log, "a", T0);
-        assert_eq!(ids(&log.since(start, |_| true).unwrap()), [("a", false)]);
+        assert_eq!(ids(&log.since(start).unwrap()), [("a", false)]);
         delete(&log, "a", T0);
-        assert_eq!(ids(&log.since(start, |_| true).unwrap()), [("a", true)]);
+        assert_eq!(ids(&log.since(start).unwrap()), [("a", true)]);
     }
 
     #[test]
@@ -350,9 +339,9 @@ mod tests {
         let first = change(&log, "a", T0);
         change(&log, "b", T0);
         change(&log, "c", T0);
-        assert_eq!(log.since(start, |_| true).unwrap_err(), Lagged);
+        assert_eq!(log.since(start).unwrap_err(), Lagged);
         // `first` is exactly the evicted change: everything after it is still held.
-        assert_eq!(ids(&log.since(first, |_| true).unwrap()).len(), 2);
+        assert_eq!(ids(&log.since(first).unwrap()).len(), 2);
         assert_eq!(log.stats().entries, 2);
     }
 
@@ -361,12 +350,12 @@ mod tests {
         let a = log(10);
         let b = log(10);
         change(&b, "x", T0);
-        assert_eq!(a.since(b.cursor(), |_| true).unwrap_err(), Lagged);
+        assert_eq!(a.since(b.cursor()).unwrap_err(), Lagged);
         let ahead = Cursor {
             epoch: a.epoch,
             seq: 5,
         };
-        assert_eq!(a.since(ahead, |_| true).unwrap_err(), Lagged);
+        assert_eq!(a.since(ahead).unwrap_err(), Lagged);
     }
 
     #[test]
@@ -375,10 +364,10 @@ mod tests {
         change(&log, "a", T0 + 10);
         change(&log, "b", T0 + 20);
         change(&log, "c", T0 + 20);
-        assert_eq!(ids(&log.since_time(T0 + 20, |_| true).unwrap()).len(), 2);
-        assert_eq!(ids(&log.since_time(T0 + 11, |_| true).unwrap()).len(), 2);
-        assert!(log.since_time(T0 + 21, |_| true).unwrap().users.is_empty());
-        assert_eq!(log.since_time(T0 - 1, |_| true).unwrap_err(), Lagged);
+        assert_eq!(ids(&log.since_time(T0 + 20).unwrap()).len(), 2);
+        assert_eq!(ids(&log.since_time(T0 + 11).unwrap()).len(), 2);
+        assert!(log.since_time(T0 + 21).unwrap().users.is_empty());
+        assert_eq!(log.since_time(T0 - 1).unwrap_err(), Lagged);
     }
 
     #[test]
@@ -387,41 +376,26 @@ mod tests {
         change(&log, "a", T0 + 1000);
         change(&log, "b", T0 + 10);
         // b was stamped T0+1000, so a `from` at T0+500 still finds it.
-        assert_eq!(ids(&log.since_time(T0 + 500, |_| true).unwrap()).len(), 2);
+        assert_eq!(ids(&log.since_time(T0 + 500).unwrap()).len(), 2);
     }
 
     #[test]
     fn changes_older_than_the_window_are_evicted_and_then_lag() {
-        let log = ChangeLog::new(100, Duration::from_secs(1), T0);
+        let log = Log::new(100, Duration::from_secs(1), T0);
         change(&log, "a", T0);
         change(&log, "b", T0 + 5_000);
         assert_eq!(log.stats().entries, 1);
-        assert_eq!(log.since_time(T0, |_| true).unwrap_err(), Lagged);
-        assert_eq!(
-            ids(&log.since_time(T0 + 1, |_| true).unwrap()),
-            [("b", false)]
-        );
+        assert_eq!(log.since_time(T0).unwrap_err(), Lagged);
+        assert_eq!(ids(&log.since_time(T0 + 1).unwrap()), [("b", false)]);
     }
 
     #[test]
     fn memory_stays_bounded_by_capacity_whatever_the_write_rate() {
         let log = log(64);
         for i in 0..10_000 {
-            change(&log, &format!("u{}", i % 100), T0);
+            change(&log, ["a", "b", "c"][i % 3], T0);
         }
         assert_eq!(log.stats().entries, 64);
         assert_eq!(log.stats().head.seq(), 10_000);
-    }
-
-    #[test]
-    fn keep_filters_without_breaking_deduplication() {
-        let log = log(10);
-        let start = log.cursor();
-        change(&log, "a", T0);
-        delete(&log, "a", T0);
-        let changed = log.since(start, |user| user.as_str() == "a").unwrap();
-        assert_eq!(ids(&changed), [("a", true)]);
-        let changed = log.since(start, |user| user.as_str() == "b").unwrap();
-        assert!(changed.users.is_empty());
     }
 }

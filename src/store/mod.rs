@@ -1,17 +1,26 @@
 //! The store: every user, their connections and tokens, and the change log.
 //!
 //! [`Store`] is one cheap `Clone` handle over shared state. Callers get methods,
-//! never a lock guard. Writers hold one user's map shard while they change it and
-//! append the change to the log, so the log's order is each user's order and a
-//! change is in the map before its cursor is published (SPEC §2, invariant 1).
+//! never a lock guard. Users live in 64 shards, each a `RwLock` over slots and an
+//! id table (see [`shard`]): a concurrent map like DashMap's, laid out so that a
+//! user costs a few hundred bytes at a million users. Writers hold one user's
+//! shard while they change it and append the change to the log, so the log's
+//! order is each user's order and a change is in the map before its cursor is
+//! published (SPEC §2, invariant 1). Readers hold a shard's read lock only while
+//! they copy one user out.
 //!
-//! Lock order, to stay deadlock-free: a `users` shard, then a `usernames` or
-//! `connections` shard, then the log. Nothing takes a `users` shard while holding
-//! any other of these.
+//! The username and connection indexes hold hashes and slots, not keys, so a
+//! match must be confirmed by reading the record it points to; whoever adds or
+//! removes an entry holds that index shard's lock, so what an index says cannot
+//! change while a writer holds it. Lock order, to stay deadlock-free: username
+//! index shards (ascending), then connection index shards (ascending), then at
+//! most one user shard at a time, then the log or the expiry queue. Nothing holds
+//! two user shards at once.
 
 pub mod changelog;
 pub(crate) mod expiry;
 mod op;
+mod shard;
 mod user;
 pub mod view;
 
@@ -27,10 +36,12 @@ use crate::domain::{
     ConnStatus, ConnectionId, InstanceId, Profile, Status, StatusText, TokenHash, UserId, Username,
 };
 use changelog::ChangeLog;
-use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
-use expiry::{Deadline, ExpiryQueue};
+use expiry::{Clock, Deadline, ExpiryQueue};
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use shard::{shard_of, KeyIndex, Slot, UserKey, UserShard, SHARDS};
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,29 +170,48 @@ pub struct StoreStats {
     pub log: LogStats,
 }
 
-#[derive(Debug)]
-struct ConnectionOwner {
-    user: UserId,
-    instance: Option<InstanceId>,
-}
-
 /// The maps' hasher: randomly seeded per process like std's, but several times
 /// faster on short keys; SipHash was the largest single cost of an `ids` poll.
 type Hasher = foldhash::fast::RandomState;
 
+/// Index shards held together, locked in ascending order (the lock order).
+struct Locked<'a> {
+    guards: Vec<(usize, MutexGuard<'a, KeyIndex>)>,
+}
+
+impl<'a> Locked<'a> {
+    fn lock(shards: &'a [Mutex<KeyIndex>], hashes: impl IntoIterator<Item = u64>) -> Locked<'a> {
+        let mut numbers: Vec<usize> = hashes.into_iter().map(shard_of).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        Locked {
+            guards: numbers.into_iter().map(|n| (n, shards[n].lock())).collect(),
+        }
+    }
+
+    /// The locked shard for `hash`; it must have been among the hashes locked.
+    fn get(&mut self, hash: u64) -> &mut KeyIndex {
+        let n = shard_of(hash);
+        match self.guards.iter_mut().find(|(m, _)| *m == n) {
+            Some((_, guard)) => guard,
+            None => unreachable!("index shard {n} was not locked"),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
-    // Boxed: a hash table keeps up to twice as many slots as entries, and a
-    // slot the size of a pointer wastes far less than one the size of a record.
-    users: DashMap<UserId, Box<UserRecord>, Hasher>,
-    /// username -> id, so `users.setStatus?username=` finds its user and
+    hasher: Hasher,
+    users: Box<[RwLock<UserShard>]>,
+    /// username -> owner, so `users.setStatus?username=` finds its user and
     /// usernames stay unique.
-    usernames: DashMap<Username, UserId, Hasher>,
-    /// connectionId -> owner: connection events name only the connection.
-    connections: DashMap<ConnectionId, ConnectionOwner, Hasher>,
-    log: ChangeLog,
+    usernames: Box<[Mutex<KeyIndex>]>,
+    /// connection id -> owner: closing and expiring name only the connection.
+    connections: Box<[Mutex<KeyIndex>]>,
+    log: ChangeLog<UserKey>,
     expiry: ExpiryQueue,
-    connection_ttl: Duration,
+    clock: Clock,
+    connection_ttl_ms: u64,
     allow_invisible: bool,
     broadcast_disabled: AtomicBool,
     next_generation: AtomicU64,
@@ -189,6 +219,40 @@ struct Shared {
     /// Users whose current view is not offline, kept as views change so that
     /// `/metrics` need not walk every user.
     online: AtomicUsize,
+    open_connections: AtomicUsize,
+}
+
+impl Shared {
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn users_of(&self, hash: u64) -> &RwLock<UserShard> {
+        &self.users[shard_of(hash)]
+    }
+
+    /// Reads the user `id`, if it exists.
+    fn with_user<T>(&self, id: &str, f: impl FnOnce(&UserRecord) -> T) -> Option<T> {
+        let hash = self.hash(id);
+        let shard = self.users_of(hash).read();
+        shard.find(hash, id).and_then(|slot| shard.get(slot)).map(f)
+    }
+
+    /// The first of `candidates` whose record `is_it` accepts. Takes each
+    /// candidate's user shard in turn: call it holding no user shard.
+    fn confirm(
+        &self,
+        candidates: impl Iterator<Item = Slot>,
+        is_it: impl Fn(&UserRecord) -> bool,
+    ) -> Option<Slot> {
+        let mut candidates = candidates;
+        candidates.find(|&slot| {
+            self.users[slot.shard()]
+                .read()
+                .get(slot)
+                .is_some_and(&is_it)
+        })
+    }
 }
 
 /// The handle to all presence state. Cloning it is cheap.
@@ -202,34 +266,51 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+fn key(slot: Slot, record: &UserRecord) -> UserKey {
+    UserKey {
+        slot,
+        generation: record.generation,
+    }
+}
+
+fn locks<T: Default>() -> Box<[T]> {
+    (0..SHARDS).map(|_| T::default()).collect()
+}
+
 impl Store {
     /// Creates an empty store whose log epoch starts now.
     pub fn new(options: &StoreOptions) -> Store {
         Store {
             shared: Arc::new(Shared {
-                users: DashMap::with_hasher(Hasher::default()),
-                usernames: DashMap::with_hasher(Hasher::default()),
-                connections: DashMap::with_hasher(Hasher::default()),
+                hasher: Hasher::default(),
+                users: (0..SHARDS)
+                    .map(|n| RwLock::new(UserShard::new(n)))
+                    .collect(),
+                usernames: locks(),
+                connections: locks(),
                 log: ChangeLog::new(options.changelog_capacity, options.delta_window, now_ms()),
                 expiry: ExpiryQueue::default(),
-                connection_ttl: options.connection_ttl,
+                clock: Clock::new(),
+                connection_ttl_ms: u64::try_from(options.connection_ttl.as_millis())
+                    .unwrap_or(u64::MAX),
                 allow_invisible: options.allow_invisible,
                 broadcast_disabled: AtomicBool::new(options.broadcast_disabled),
                 next_generation: AtomicU64::new(1),
                 expired: AtomicU64::new(0),
                 online: AtomicUsize::new(0),
+                open_connections: AtomicUsize::new(0),
             }),
         }
     }
 
     /// Logs the change a transition made, if it made one visible to others.
     /// Must be called with the user's shard still held.
-    fn publish(&self, id: &UserId, record: &mut UserRecord, touched: Touched) -> Written {
+    fn publish(&self, key: UserKey, record: &mut UserRecord, touched: Touched) -> Written {
         match touched {
             Touched::Hidden => Written::NOTHING,
             Touched::Visible { before } => {
                 self.count_online(before, record.visible_status());
-                self.log_change(id, record)
+                self.log_change(key, record)
             }
         }
     }
@@ -244,96 +325,155 @@ impl Store {
     }
 
     /// Logs a change of `record`.
-    fn log_change(&self, id: &UserId, record: &mut UserRecord) -> Written {
-        let cursor = self.shared.log.append(id.clone(), None, now_ms());
+    fn log_change(&self, key: UserKey, record: &mut UserRecord) -> Written {
+        let cursor = self.shared.log.append(key, None, now_ms());
         record.changed_seq = cursor.seq();
         Written {
             change: Some(cursor),
         }
     }
 
-    fn claim_username(&self, name: &Username, id: &UserId) -> Result<(), StoreError> {
-        match self.shared.usernames.entry(name.clone()) {
-            Entry::Occupied(owner) if owner.get() != id => {
-                Err(StoreError::UsernameTaken(name.clone()))
-            }
-            Entry::Occupied(_) => Ok(()),
-            Entry::Vacant(slot) => {
-                slot.insert(id.clone());
-                Ok(())
-            }
+    /// Changes the user `id` under its shard's write lock.
+    fn with_user_mut<T>(
+        &self,
+        id: &UserId,
+        f: impl FnOnce(UserKey, &mut UserRecord) -> T,
+    ) -> Result<T, StoreError> {
+        let hash = self.shared.hash(id.as_str());
+        let mut shard = self.shared.users_of(hash).write();
+        let slot = shard.find(hash, id.as_str());
+        match slot.and_then(|slot| Some((slot, shard.get_mut(slot)?))) {
+            Some((slot, record)) => Ok(f(key(slot, record), record)),
+            None => Err(StoreError::UnknownUser(id.clone())),
         }
     }
 
     /// Creates the user or replaces its profile.
     pub fn put_user(&self, id: &UserId, profile: Profile) -> Result<Written, StoreError> {
-        match self.shared.users.entry(id.clone()) {
-            Entry::Occupied(mut slot) => {
-                let record = slot.get_mut();
-                let old_name = record.profile.username.clone();
-                if old_name != profile.username {
-                    self.claim_username(&profile.username, id)?;
-                    self.shared
-                        .usernames
-                        .remove_if(&old_name, |_, owner| owner == id);
+        let sh = &*self.shared;
+        let hash = sh.hash(id.as_str());
+        let new = profile.username.as_str();
+        let new_hash = sh.hash(new);
+        // Reads the current username, locks the index shards of both names, then
+        // writes if the user still has that name; a concurrent rename or delete
+        // of this user sends it round again.
+        loop {
+            let old = sh.with_user(id.as_str(), |r| {
+                compact_str::CompactString::from(r.username())
+            });
+            let renamed = old.as_deref() != Some(new);
+            let old_hash = old.as_deref().map(|o| sh.hash(o));
+            let mut names = if renamed {
+                Locked::lock(
+                    &sh.usernames,
+                    [Some(new_hash), old_hash].into_iter().flatten(),
+                )
+            } else {
+                Locked { guards: Vec::new() }
+            };
+            if renamed {
+                let candidates = names.get(new_hash).candidates(new_hash);
+                if sh
+                    .confirm(candidates, |r| r.username() == new && r.id() != id.as_str())
+                    .is_some()
+                {
+                    return Err(StoreError::UsernameTaken(profile.username.clone()));
                 }
-                let touched = record.set_profile(profile);
-                Ok(self.publish(id, record, touched))
             }
-            Entry::Vacant(slot) => {
-                self.claim_username(&profile.username, id)?;
-                let mut record = Box::new(UserRecord::new(profile));
-                let written = self.log_change(id, &mut record);
-                slot.insert(record);
-                Ok(written)
+            let mut shard = sh.users_of(hash).write();
+            let slot = shard.find(hash, id.as_str());
+            let current = slot.and_then(|s| shard.get(s)).map(UserRecord::username);
+            if current != old.as_deref() {
+                continue;
             }
+            let written = match slot.and_then(|slot| Some((slot, shard.get_mut(slot)?))) {
+                Some((slot, record)) => {
+                    let touched = record.set_profile(&profile);
+                    if let Some(old_hash) = old_hash.filter(|_| renamed) {
+                        names.get(old_hash).remove(old_hash, slot);
+                        names.get(new_hash).insert(new_hash, slot);
+                    }
+                    self.publish(key(slot, record), record, touched)
+                }
+                None => {
+                    let (slot, record) = shard.insert(
+                        hash,
+                        |generation| UserRecord::new(id, &profile, generation),
+                        |id| sh.hash(id),
+                    );
+                    names.get(new_hash).insert(new_hash, slot);
+                    self.log_change(key(slot, record), record)
+                }
+            };
+            return Ok(written);
         }
     }
 
     /// Deletes the user with its tokens and connections. Deleting an unknown user
     /// changes nothing and is not an error, so a pusher may retry freely.
     pub fn delete_user(&self, id: &UserId) -> Written {
-        let Entry::Occupied(slot) = self.shared.users.entry(id.clone()) else {
-            return Written::NOTHING;
-        };
-        let record = slot.get();
-        self.shared
-            .usernames
-            .remove_if(&record.profile.username, |_, owner| owner == id);
-        for conn in &record.connections {
-            self.shared
-                .connections
-                .remove_if(&conn.id, |_, owner| &owner.user == id);
-        }
-        self.count_online(record.visible_status(), Status::Offline);
-        let tombstone = Arc::new(UserView::deleted(id, record.profile.username.as_str()));
-        let cursor = self
-            .shared
-            .log
-            .append(id.clone(), Some(tombstone), now_ms());
-        slot.remove();
-        Written {
-            change: Some(cursor),
+        let sh = &*self.shared;
+        let hash = sh.hash(id.as_str());
+        // Reads the keys to unindex, locks their index shards, then deletes if
+        // they are still the user's; a concurrent change sends it round again.
+        loop {
+            let Some((name, links)) = sh.with_user(id.as_str(), |r| {
+                let links: Vec<compact_str::CompactString> =
+                    r.connections.iter().map(|c| c.id.clone()).collect();
+                (compact_str::CompactString::from(r.username()), links)
+            }) else {
+                return Written::NOTHING;
+            };
+            let name_hash = sh.hash(&name);
+            let link_hashes: Vec<u64> = links.iter().map(|c| sh.hash(c)).collect();
+            let mut names = Locked::lock(&sh.usernames, [name_hash]);
+            let mut indexed = Locked::lock(&sh.connections, link_hashes.iter().copied());
+            let mut shard = sh.users_of(hash).write();
+            let Some(slot) = shard.find(hash, id.as_str()) else {
+                return Written::NOTHING;
+            };
+            let Some(record) = shard.get(slot) else {
+                return Written::NOTHING;
+            };
+            let unchanged = record.username() == name
+                && record.connections.len() == links.len()
+                && record
+                    .connections
+                    .iter()
+                    .zip(&links)
+                    .all(|(c, l)| c.id == *l);
+            if !unchanged {
+                continue;
+            }
+            let user = key(slot, record);
+            self.count_online(record.visible_status(), Status::Offline);
+            names.get(name_hash).remove(name_hash, slot);
+            for &h in &link_hashes {
+                indexed.get(h).remove(h, slot);
+            }
+            sh.open_connections
+                .fetch_sub(links.len(), Ordering::Relaxed);
+            let tombstone = Arc::new(UserView::deleted(id.as_str(), &name));
+            let cursor = sh.log.append(user, Some(tombstone), now_ms());
+            shard.remove(hash, slot);
+            return Written {
+                change: Some(cursor),
+            };
         }
     }
 
     /// Registers a login token hash for the user.
     pub fn add_token(&self, id: &UserId, hash: TokenHash) -> Result<Written, StoreError> {
-        let mut record = self.record_mut(id)?;
-        if !hash.is_among(&record.tokens) {
-            if record.tokens.len() >= MAX_TOKENS_PER_USER {
-                return Err(StoreError::TooManyTokens);
-            }
-            record.tokens.push(hash);
+        if self.with_user_mut(id, |_, r| r.add_token(hash, MAX_TOKENS_PER_USER))? {
+            Ok(Written::NOTHING)
+        } else {
+            Err(StoreError::TooManyTokens)
         }
-        Ok(Written::NOTHING)
     }
 
     /// Revokes a login token hash; revoking one that is not there is not an error.
     pub fn revoke_token(&self, id: &UserId, hash: TokenHash) -> Result<Written, StoreError> {
-        self.record_mut(id)?
-            .tokens
-            .retain(|t| !hash.is_among(std::slice::from_ref(t)));
+        self.with_user_mut(id, |_, r| r.revoke_token(&hash))?;
         Ok(Written::NOTHING)
     }
 
@@ -347,19 +487,10 @@ impl Store {
         if status == Some(Status::Offline) && !self.shared.allow_invisible {
             return Err(StoreError::InvisibleNotAllowed);
         }
-        let mut record = self.record_mut(id)?;
-        let touched = record.choose(status, text);
-        Ok(self.publish(id, &mut record, touched))
-    }
-
-    fn record_mut(
-        &self,
-        id: &UserId,
-    ) -> Result<dashmap::mapref::one::RefMut<'_, UserId, Box<UserRecord>>, StoreError> {
-        self.shared
-            .users
-            .get_mut(id)
-            .ok_or_else(|| StoreError::UnknownUser(id.clone()))
+        self.with_user_mut(id, |key, record| {
+            let touched = record.choose(status, text);
+            self.publish(key, record, touched)
+        })
     }
 
     /// Opens a connection, or refreshes it (a heartbeat) if it is already open.
@@ -370,75 +501,107 @@ impl Store {
         status: ConnStatus,
         instance: Option<InstanceId>,
     ) -> Result<Written, StoreError> {
-        let now = Instant::now();
-        let mut record = self.record_mut(user)?;
-        match self.shared.connections.entry(connection.clone()) {
-            Entry::Occupied(owner) if &owner.get().user != user => {
-                return Err(StoreError::ConnectionOfAnotherUser(connection.clone()));
-            }
-            Entry::Occupied(mut owner) => {
-                if instance.is_some() && owner.get().instance != instance {
-                    owner.get_mut().instance = instance.clone();
-                }
-            }
-            Entry::Vacant(slot) => {
-                if record.connections.len() >= MAX_CONNECTIONS_PER_USER {
-                    return Err(StoreError::TooManyConnections);
-                }
-                slot.insert(ConnectionOwner {
-                    user: user.clone(),
-                    instance: instance.clone(),
-                });
-            }
+        let sh = &*self.shared;
+        let link = connection.as_str();
+        let link_hash = sh.hash(link);
+        let mut indexed = sh.connections[shard_of(link_hash)].lock();
+        let hash = sh.hash(user.as_str());
+        let own = shard_of(hash);
+        let taken = || StoreError::ConnectionOfAnotherUser(connection.clone());
+        // Owners in other shards are other users: confirmed before this user's
+        // shard is taken, as no one holds two user shards.
+        let elsewhere = indexed
+            .candidates(link_hash)
+            .filter(|slot| slot.shard() != own);
+        if sh
+            .confirm(elsewhere, |r| r.connection(link).is_some())
+            .is_some()
+        {
+            return Err(taken());
         }
-        let mut generation = 0;
-        let (touched, opened) = record.put_connection(connection, status, instance, now, || {
-            generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
-            generation
+        let mut shard = sh.users[own].write();
+        let slot = shard
+            .find(hash, user.as_str())
+            .ok_or_else(|| StoreError::UnknownUser(user.clone()))?;
+        let here = indexed.candidates(link_hash).any(|other| {
+            other.shard() == own
+                && other != slot
+                && shard
+                    .get(other)
+                    .is_some_and(|r| r.connection(link).is_some())
         });
-        if opened {
-            self.shared.expiry.schedule(Deadline {
-                at: now + self.shared.connection_ttl,
+        if here {
+            return Err(taken());
+        }
+        let Some(record) = shard.get_mut(slot) else {
+            return Err(StoreError::UnknownUser(user.clone()));
+        };
+        if record.connection(link).is_none() && record.connections.len() >= MAX_CONNECTIONS_PER_USER
+        {
+            return Err(StoreError::TooManyConnections);
+        }
+        let now = sh.clock.stamp(Instant::now());
+        let (touched, opened) = record.put_connection(link, status, instance, now, || {
+            sh.next_generation.fetch_add(1, Ordering::Relaxed)
+        });
+        if let Some(generation) = opened {
+            indexed.insert(link_hash, slot);
+            sh.open_connections.fetch_add(1, Ordering::Relaxed);
+            sh.expiry.schedule(Deadline {
+                at_ms: now.saturating_add(sh.connection_ttl_ms),
                 generation,
-                connection: connection.clone(),
+                owner: slot,
             });
         }
-        Ok(self.publish(user, &mut record, touched))
+        Ok(self.publish(key(slot, record), record, touched))
     }
 
     /// Closes a connection; closing an unknown one changes nothing (it may have
     /// expired already).
     pub fn delete_connection(&self, connection: &ConnectionId) -> Written {
-        self.close_connection(connection, |_| true)
+        self.close_connection(connection.as_str(), |_| true)
             .unwrap_or(Written::NOTHING)
     }
 
     /// Closes the connection if it exists and `pred` holds for it; `None` if not.
     fn close_connection(
         &self,
-        connection: &ConnectionId,
+        connection: &str,
         pred: impl FnOnce(&user::Connection) -> bool,
     ) -> Option<Written> {
-        let owner = self
-            .shared
-            .connections
-            .get(connection)
-            .map(|o| o.user.clone())?;
-        let mut record = self.shared.users.get_mut(&owner)?;
+        let sh = &*self.shared;
+        let link_hash = sh.hash(connection);
+        let mut indexed = sh.connections[shard_of(link_hash)].lock();
+        let owner = sh.confirm(indexed.candidates(link_hash), |r| {
+            r.connection(connection).is_some()
+        })?;
+        // The index shard is held, so the connection is still the owner's.
+        let mut shard = sh.users[owner.shard()].write();
+        let record = shard.get_mut(owner)?;
         let touched = record.remove_connection(connection, pred)?;
-        self.shared
-            .connections
-            .remove_if(connection, |_, o| o.user == owner);
-        Some(self.publish(&owner, &mut record, touched))
+        indexed.remove(link_hash, owner);
+        sh.open_connections.fetch_sub(1, Ordering::Relaxed);
+        Some(self.publish(key(owner, record), record, touched))
     }
 
     /// Closes every connection of a chat-server instance. Returns how many
     /// closed, and the last change that made.
     pub fn delete_instance(&self, instance: &InstanceId) -> (usize, Written) {
-        let doomed = self.connections_of(instance.as_str());
+        let mut doomed = Vec::new();
+        for shard in self.shared.users.iter() {
+            for (_, record) in shard.read().iter() {
+                doomed.extend(
+                    record
+                        .connections
+                        .iter()
+                        .filter(|c| c.instance.as_ref() == Some(instance))
+                        .map(|c| c.id.clone()),
+                );
+            }
+        }
         let mut closed = 0;
         let mut last = Written::NOTHING;
-        for (connection, _) in &doomed {
+        for connection in &doomed {
             if let Some(written) =
                 self.close_connection(connection, |c| c.instance.as_ref() == Some(instance))
             {
@@ -451,88 +614,96 @@ impl Store {
         (closed, last)
     }
 
-    /// The open connections of `instance`, with their owners. Walks the
-    /// connection index: instances die rarely, so this costs less than keeping
-    /// a second index current on every connection event.
-    fn connections_of(&self, instance: &str) -> Vec<(ConnectionId, UserId)> {
-        self.shared
-            .connections
-            .iter()
-            .filter(|e| {
-                e.value()
-                    .instance
-                    .as_ref()
-                    .is_some_and(|i| i.as_str() == instance)
-            })
-            .map(|e| (e.key().clone(), e.value().user.clone()))
-            .collect()
-    }
-
     /// Refreshes every connection of an instance, as one heartbeat for all of
-    /// them. Returns how many were refreshed.
+    /// them. Returns how many were refreshed. Walks every user: connections
+    /// name their instance, and an index by instance would cost memory per
+    /// connection for a call that comes once per instance heartbeat.
     pub fn refresh_instance(&self, instance: &str) -> usize {
-        let now = Instant::now();
-        let of_instance = self.connections_of(instance);
-        of_instance
-            .iter()
-            .filter(|(connection, user)| {
-                let Some(mut record) = self.shared.users.get_mut(user) else {
-                    return false;
-                };
-                let conn = record.connections.iter_mut().find(|c| &c.id == connection);
-                conn.map(|c| c.refreshed_at = now).is_some()
-            })
-            .count()
+        let now = self.shared.clock.stamp(Instant::now());
+        let mut refreshed = 0;
+        for shard in self.shared.users.iter() {
+            for record in shard.write().iter_mut() {
+                for c in record.connections.iter_mut() {
+                    if c.instance.as_ref().is_some_and(|i| i.as_str() == instance) {
+                        c.refreshed_ms = now;
+                        refreshed += 1;
+                    }
+                }
+            }
+        }
+        refreshed
     }
 
     /// Expires every connection not refreshed within the TTL as of `now`.
     /// Returns the next deadline, if any connection is open.
     pub fn expire_due(&self, now: Instant) -> Option<Instant> {
-        let ttl = self.shared.connection_ttl;
-        for due in self.shared.expiry.pop_due(now) {
+        let sh = &*self.shared;
+        let ttl = sh.connection_ttl_ms;
+        let now_ms = sh.clock.passed(now);
+        for due in sh.expiry.pop_due(now_ms) {
+            let found = sh.users[due.owner.shard()]
+                .read()
+                .get(due.owner)
+                .and_then(|r| {
+                    r.connections
+                        .iter()
+                        .find(|c| c.generation == due.generation)
+                })
+                .map(|c| c.id.clone());
+            // Gone: closed since, maybe reopened, with a deadline of its own.
+            let Some(connection) = found else { continue };
             let mut reschedule = None;
-            let closed = self.close_connection(&due.connection, |c| {
+            let closed = self.close_connection(&connection, |c| {
                 if c.generation != due.generation {
-                    return false; // closed and reopened since: its own entry is queued
+                    return false;
                 }
-                let deadline = c.refreshed_at + ttl;
-                if deadline > now {
+                let deadline = c.refreshed_ms.saturating_add(ttl);
+                if deadline > now_ms {
                     reschedule = Some(deadline);
                     return false;
                 }
                 true
             });
-            if let Some(at) = reschedule {
-                self.shared.expiry.schedule(Deadline { at, ..due });
+            if let Some(at_ms) = reschedule {
+                sh.expiry.schedule(Deadline { at_ms, ..due });
             } else if closed.is_some() {
-                self.shared.expired.fetch_add(1, Ordering::Relaxed);
+                sh.expired.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.shared.expiry.next_deadline()
+        sh.expiry.next_deadline().map(|ms| sh.clock.instant(ms))
     }
 
     /// Returns the caller if `token` is a live login token of the active user `id`.
     pub fn authenticate(&self, id: &str, token: &str) -> Option<Caller> {
         let hash = TokenHash::of_token(token).ok()?;
-        let record = self.shared.users.get(id)?;
-        (record.profile.active && hash.is_among(&record.tokens)).then(|| Caller {
-            id: record.key().clone(),
-            username: record.profile.username.clone(),
-            is_admin: record.profile.is_admin,
-        })
+        self.shared
+            .with_user(id, |r| {
+                if !(r.active && hash.is_among(&r.tokens)) {
+                    return None;
+                }
+                Some(Caller {
+                    id: UserId::parse(r.id()).ok()?,
+                    username: Username::parse(r.username()).ok()?,
+                    is_admin: r.is_admin,
+                })
+            })
+            .flatten()
     }
 
     /// Returns every user whose visible status is not offline.
     pub fn online(&self) -> Snapshot {
         // The cursor first: every change up to it is already in the map.
         let cursor = self.shared.log.cursor();
-        let users = self
-            .shared
-            .users
-            .iter()
-            .filter(|entry| entry.visible_status() != Status::Offline)
-            .map(|entry| Arc::new(entry.render(entry.key())))
-            .collect();
+        let mut users = Vec::new();
+        for shard in self.shared.users.iter() {
+            users.extend(
+                shard
+                    .read()
+                    .iter()
+                    .filter(|(_, r)| r.visible_status() != Status::Offline)
+                    .map(|(_, r)| Arc::new(r.render())),
+            );
+        }
         Snapshot { cursor, users }
     }
 
@@ -542,40 +713,61 @@ impl Store {
         let users = ids
             .into_iter()
             .filter_map(|id| {
-                let record = self.shared.users.get(id)?;
-                (record.visible_status() != Status::Offline)
-                    .then(|| Arc::new(record.render(record.key())))
+                self.shared
+                    .with_user(id, |r| {
+                        (r.visible_status() != Status::Offline).then(|| Arc::new(r.render()))
+                    })
+                    .flatten()
             })
             .collect();
         Snapshot { cursor, users }
     }
 
-    /// Every user changed after `cursor` that `keep` accepts (see [`ChangeLog::since`]).
+    /// Every user changed after `cursor` whose id `keep` accepts (see
+    /// [`ChangeLog::since`]).
     pub fn changed_since(
         &self,
         cursor: Cursor,
-        keep: impl Fn(&UserId) -> bool,
+        keep: impl Fn(&str) -> bool,
     ) -> Result<Delta, Lagged> {
         self.shared
             .log
-            .since(cursor, keep)
-            .map(|changed| self.render(changed))
+            .since(cursor)
+            .map(|changed| self.render(changed, keep))
+    }
+
+    /// Every user changed at or after `from_ms` whose id `keep` accepts.
+    pub fn changed_from(&self, from_ms: i64, keep: impl Fn(&str) -> bool) -> Result<Delta, Lagged> {
+        self.shared
+            .log
+            .since_time(from_ms)
+            .map(|changed| self.render(changed, keep))
     }
 
     /// Renders the users of `changed` as they are now. A user whose last logged
     /// change is not its deletion but who is gone was deleted after the range
     /// ended: left out, its tombstone comes with the next delta.
-    fn render(&self, changed: Changed) -> Delta {
-        let users = changed
+    fn render(&self, changed: Changed<UserKey>, keep: impl Fn(&str) -> bool) -> Delta {
+        let mut users: Vec<Arc<UserView>> = changed
             .users
             .into_iter()
-            .filter_map(|(id, tombstone)| {
-                tombstone.or_else(|| {
-                    let record = self.shared.users.get(&id)?;
-                    Some(Arc::new(record.render(&id)))
-                })
+            .filter_map(|(user, tombstone)| match tombstone {
+                Some(tombstone) => keep(tombstone.id()).then_some(tombstone),
+                None => {
+                    let shard = self.shared.users[user.slot.shard()].read();
+                    let record = shard.get_key(user).filter(|r| keep(r.id()))?;
+                    Some(Arc::new(record.render()))
+                }
             })
             .collect();
+        if users.iter().any(|v| v.is_deleted()) {
+            // A user deleted and created again under the same id is two users to
+            // the log: keep only the later, which is what the id means now.
+            let mut seen = HashSet::with_capacity(users.len());
+            let mut latest: Vec<bool> = users.iter().rev().map(|v| seen.insert(v.id())).collect();
+            drop(seen);
+            users.retain(|_| latest.pop().unwrap_or(true));
+        }
         Delta {
             cursor: changed.cursor,
             users,
@@ -586,24 +778,17 @@ impl Store {
     /// user: O(users), and blind to deletions. Kept as the benchmarks' baseline
     /// and as a test oracle for [`Store::changed_since`]; never used to answer.
     pub fn changed_since_by_scan(&self, cursor: Cursor) -> Vec<Arc<UserView>> {
-        self.shared
-            .users
-            .iter()
-            .filter(|entry| entry.changed_seq > cursor.seq())
-            .map(|entry| Arc::new(entry.render(entry.key())))
-            .collect()
-    }
-
-    /// Every user changed at or after `from_ms` that `keep` accepts.
-    pub fn changed_from(
-        &self,
-        from_ms: i64,
-        keep: impl Fn(&UserId) -> bool,
-    ) -> Result<Delta, Lagged> {
-        self.shared
-            .log
-            .since_time(from_ms, keep)
-            .map(|changed| self.render(changed))
+        let mut users = Vec::new();
+        for shard in self.shared.users.iter() {
+            users.extend(
+                shard
+                    .read()
+                    .iter()
+                    .filter(|(_, r)| r.changed_seq > cursor.seq())
+                    .map(|(_, r)| Arc::new(r.render())),
+            );
+        }
+        users
     }
 
     /// Returns the cursor of the newest change.
@@ -613,23 +798,34 @@ impl Store {
 
     /// Returns the id of the user with this username.
     pub fn find_username(&self, username: &str) -> Option<UserId> {
-        self.shared.usernames.get(username).map(|id| id.clone())
+        let sh = &*self.shared;
+        let hash = sh.hash(username);
+        let names = sh.usernames[shard_of(hash)].lock();
+        let owner = names.candidates(hash).find_map(|slot| {
+            let shard = sh.users[slot.shard()].read();
+            let record = shard.get(slot).filter(|r| r.username() == username)?;
+            UserId::parse(record.id()).ok()
+        });
+        owner
     }
 
     /// Returns true if and only if a user with this id exists.
     pub fn contains(&self, id: &str) -> bool {
-        self.shared.users.contains_key(id)
+        self.shared.with_user(id, |_| ()).is_some()
     }
 
     /// What `users.getStatus` shows of a user.
     pub fn status_of(&self, id: &str) -> Option<StatusReport> {
-        let record = self.shared.users.get(id)?;
-        Some(StatusReport {
-            id: record.key().clone(),
-            status: record.visible_status(),
-            connection_status: record.connection_status(),
-            status_text: record.status_text.as_str().to_owned(),
-        })
+        self.shared
+            .with_user(id, |r| {
+                Some(StatusReport {
+                    id: UserId::parse(r.id()).ok()?,
+                    status: r.visible_status(),
+                    connection_status: r.connection_status(),
+                    status_text: r.status_text().to_owned(),
+                })
+            })
+            .flatten()
     }
 
     /// Returns true if and only if presence broadcast is disabled (SPEC §3.1 branch 1).
@@ -646,9 +842,9 @@ impl Store {
     /// Returns counts for `/internal/v1/stats` and `/metrics`.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            users: self.shared.users.len(),
+            users: self.shared.users.iter().map(|s| s.read().len()).sum(),
             online: self.shared.online.load(Ordering::Relaxed),
-            connections: self.shared.connections.len(),
+            connections: self.shared.open_connections.load(Ordering::Relaxed),
             expired: self.shared.expired.load(Ordering::Relaxed),
             log: self.shared.log.stats(),
         }

@@ -114,7 +114,7 @@ fn roster(snapshot: &Snapshot) -> Roster {
 fn apply(roster: &mut Roster, users: &[Arc<UserView>]) {
     for v in users {
         if v.status() == Status::Offline {
-            roster.remove(v.id().as_str());
+            roster.remove(v.id());
         } else {
             roster.insert(v.id().to_string(), v.json().to_owned());
         }

@@ -3,13 +3,17 @@
 //! Each transition reports exactly whether it changed what others see (and what
 //! the visible status was before), so the store logs a change only for a real
 //! one. Nothing is rendered on a write: views are rendered when read.
+//!
+//! The layout is for a million users: the id, username, name, avatar tag and
+//! status text share one allocation, the first connection lives inside the
+//! record, and times are milliseconds on the store's clock. BENCHMARKS.md has
+//! the bytes this saves per user.
 
 use super::view::{UserView, Visible};
 use crate::domain::status::{connection_status, visible_status};
-use crate::domain::{
-    ConnStatus, ConnectionId, InstanceId, Profile, Status, StatusText, TokenHash, UserId,
-};
-use tokio::time::Instant;
+use crate::domain::{ConnStatus, InstanceId, Profile, Status, StatusText, TokenHash, UserId};
+use compact_str::CompactString;
+use smallvec::SmallVec;
 
 /// Whether a transition changed the user's visible fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,47 +29,119 @@ pub(crate) enum Touched {
 /// A live connection of a user.
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
-    pub id: ConnectionId,
+    /// Inline up to 24 bytes (a Meteor connection id has 17), so most
+    /// connections allocate nothing of their own.
+    pub id: CompactString,
     pub instance: Option<InstanceId>,
     pub status: ConnStatus,
-    pub refreshed_at: Instant,
+    /// When it was opened or last refreshed, on the store's clock.
+    pub refreshed_ms: u64,
     /// Unique per opened connection, so a stale expiry entry for a closed and
     /// reopened connection id can tell it is not its own.
     pub generation: u64,
 }
 
+/// The strings of a user, end to end in one allocation.
+#[derive(Debug, Clone, Default)]
+struct Text {
+    buf: Box<str>,
+    /// Where the id, username, name and avatar tag end; the status text is the rest.
+    ends: [u16; 4],
+}
+
+impl Text {
+    /// Packs the parts. Their lengths are bounded by validation (ids 64 bytes,
+    /// name 256 characters, avatar tag 128, status text 120), far below `u16::MAX`.
+    fn pack(parts: [&str; 5]) -> Text {
+        let mut buf = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0u16; 4];
+        for (i, part) in parts.iter().enumerate() {
+            buf.push_str(part);
+            if let Some(end) = ends.get_mut(i) {
+                *end = u16::try_from(buf.len()).unwrap_or(u16::MAX);
+            }
+        }
+        Text {
+            buf: buf.into_boxed_str(),
+            ends,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.buf.len(), |&e| e as usize);
+        self.buf.get(start..end).unwrap_or_default()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct UserRecord {
-    pub profile: Profile,
-    /// `statusDefault`: what the user chose.
-    pub chosen: Status,
-    pub status_text: StatusText,
-    /// `status` by SPEC §1, including the manual-set exception; deactivation is
-    /// applied on top of it when rendering.
-    pub status: Status,
-    pub connections: Vec<Connection>,
-    pub tokens: Vec<TokenHash>,
+    text: Text,
+    /// Hours from UTC; NaN when unset (a validated offset is finite).
+    utc_offset: f64,
     /// Sequence number of the last change (what a scan without the log would filter on).
     pub changed_seq: u64,
+    /// Tells this user from an earlier one that held the same slot.
+    pub generation: u32,
+    /// `statusDefault`: what the user chose.
+    chosen: Status,
+    /// `status` by SPEC §1, including the manual-set exception; deactivation is
+    /// applied on top of it when rendering.
+    status: Status,
+    pub active: bool,
+    pub is_admin: bool,
+    pub tokens: Box<[TokenHash]>,
+    pub connections: SmallVec<[Connection; 1]>,
+}
+
+/// `None` for NaN, the record's "unset".
+fn offset(value: f64) -> Option<f64> {
+    (!value.is_nan()).then_some(value)
 }
 
 impl UserRecord {
     /// A new user: no connections, so offline, having chosen `online`.
-    pub fn new(profile: Profile) -> UserRecord {
-        UserRecord {
-            profile,
-            chosen: Status::Online,
-            status_text: StatusText::default(),
-            status: Status::Offline,
-            connections: Vec::new(),
-            tokens: Vec::new(),
+    pub fn new(id: &UserId, profile: &Profile, generation: u32) -> UserRecord {
+        let mut record = UserRecord {
+            text: Text::default(),
+            utc_offset: f64::NAN,
             changed_seq: 0,
-        }
+            generation,
+            chosen: Status::Online,
+            status: Status::Offline,
+            active: true,
+            is_admin: false,
+            tokens: Box::default(),
+            connections: SmallVec::new(),
+        };
+        record.text = Text::pack([id.as_str(), "", "", "", ""]);
+        let _ = record.set_profile(profile);
+        record
+    }
+
+    pub fn id(&self) -> &str {
+        self.text.part(0)
+    }
+
+    pub fn username(&self) -> &str {
+        self.text.part(1)
+    }
+
+    fn name(&self) -> Option<&str> {
+        Some(self.text.part(2)).filter(|s| !s.is_empty())
+    }
+
+    fn avatar_etag(&self) -> Option<&str> {
+        Some(self.text.part(3)).filter(|s| !s.is_empty())
+    }
+
+    pub fn status_text(&self) -> &str {
+        self.text.part(4)
     }
 
     /// What others see: deactivated users are offline whatever else holds.
     pub fn visible_status(&self) -> Status {
-        if self.profile.active {
+        if self.active {
             self.status
         } else {
             Status::Offline
@@ -77,16 +153,20 @@ impl UserRecord {
         connection_status(self.connections.iter().map(|c| c.status))
     }
 
-    pub fn render(&self, id: &UserId) -> UserView {
+    pub fn connection(&self, id: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.id == id)
+    }
+
+    pub fn render(&self) -> UserView {
         UserView::render(
-            id,
+            self.id(),
             &Visible {
-                username: self.profile.username.as_str(),
-                name: self.profile.name.as_deref(),
+                username: self.username(),
+                name: self.name(),
                 status: self.visible_status(),
-                utc_offset: self.profile.utc_offset,
-                avatar_etag: self.profile.avatar_etag.as_deref(),
-                status_text: self.status_text.as_str(),
+                utc_offset: offset(self.utc_offset),
+                avatar_etag: self.avatar_etag(),
+                status_text: self.status_text(),
             },
         )
     }
@@ -108,14 +188,26 @@ impl UserRecord {
         self.touched(before, false)
     }
 
-    pub fn set_profile(&mut self, profile: Profile) -> Touched {
+    pub fn set_profile(&mut self, profile: &Profile) -> Touched {
         let before = self.visible_status();
-        let old = &self.profile;
-        let fields = old.username != profile.username
-            || old.name != profile.name
-            || old.utc_offset != profile.utc_offset
-            || old.avatar_etag != profile.avatar_etag;
-        self.profile = profile;
+        let name = profile.name.as_deref();
+        let etag = profile.avatar_etag.as_deref();
+        let fields = self.username() != profile.username.as_str()
+            || self.name() != name
+            || offset(self.utc_offset) != profile.utc_offset
+            || self.avatar_etag() != etag;
+        if fields {
+            self.text = Text::pack([
+                self.id(),
+                profile.username.as_str(),
+                name.unwrap_or_default(),
+                etag.unwrap_or_default(),
+                self.status_text(),
+            ]);
+            self.utc_offset = profile.utc_offset.unwrap_or(f64::NAN);
+        }
+        self.active = profile.active;
+        self.is_admin = profile.is_admin;
         self.touched(before, fields)
     }
 
@@ -128,53 +220,139 @@ impl UserRecord {
             self.status = status;
         }
         let text_changed = text.is_some_and(|text| {
-            let changed = text != self.status_text;
-            self.status_text = text;
+            let changed = text.as_str() != self.status_text();
+            if changed {
+                let t = &self.text;
+                self.text = Text::pack([t.part(0), t.part(1), t.part(2), t.part(3), text.as_str()]);
+            }
             changed
         });
         self.touched(before, text_changed)
     }
 
-    /// Opens or refreshes a connection. Returns whether it was newly opened.
+    /// Adds a token hash unless held already; false if the user holds `max`.
+    pub fn add_token(&mut self, hash: TokenHash, max: usize) -> bool {
+        if hash.is_among(&self.tokens) {
+            return true;
+        }
+        if self.tokens.len() >= max {
+            return false;
+        }
+        let mut tokens = std::mem::take(&mut self.tokens).into_vec();
+        tokens.push(hash);
+        self.tokens = tokens.into_boxed_slice();
+        true
+    }
+
+    pub fn revoke_token(&mut self, hash: &TokenHash) {
+        if hash.is_among(&self.tokens) {
+            let mut tokens = std::mem::take(&mut self.tokens).into_vec();
+            tokens.retain(|t| !hash.is_among(std::slice::from_ref(t)));
+            self.tokens = tokens.into_boxed_slice();
+        }
+    }
+
+    /// Opens or refreshes a connection. Returns whether it was newly opened,
+    /// with the generation it got.
     pub fn put_connection(
         &mut self,
-        id: &ConnectionId,
+        id: &str,
         status: ConnStatus,
         instance: Option<InstanceId>,
-        now: Instant,
+        now_ms: u64,
         generation: impl FnOnce() -> u64,
-    ) -> (Touched, bool) {
-        if let Some(conn) = self.connections.iter_mut().find(|c| &c.id == id) {
-            conn.refreshed_at = now;
+    ) -> (Touched, Option<u64>) {
+        if let Some(conn) = self.connections.iter_mut().find(|c| c.id == id) {
+            conn.refreshed_ms = now_ms;
             if instance.is_some() {
                 conn.instance = instance;
             }
             // A heartbeat is a connection event too: it recomputes, which only
             // matters after a manual status set.
             conn.status = status;
-            return (self.recompute(), false);
+            return (self.recompute(), None);
         }
+        let generation = generation();
         self.connections.push(Connection {
-            id: id.clone(),
+            id: CompactString::from(id),
             instance,
             status,
-            refreshed_at: now,
-            generation: generation(),
+            refreshed_ms: now_ms,
+            generation,
         });
-        (self.recompute(), true)
+        (self.recompute(), Some(generation))
     }
 
     /// Closes the connection if present and `pred` holds for it.
     pub fn remove_connection(
         &mut self,
-        id: &ConnectionId,
+        id: &str,
         pred: impl FnOnce(&Connection) -> bool,
     ) -> Option<Touched> {
-        let index = self.connections.iter().position(|c| &c.id == id)?;
+        let index = self.connections.iter().position(|c| c.id == id)?;
         if !pred(&self.connections[index]) {
             return None;
         }
         self.connections.swap_remove(index);
+        if self.connections.is_empty() {
+            // Back inline: a user who once had many connections keeps no heap buffer.
+            self.connections.shrink_to_fit();
+        }
         Some(self.recompute())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Username;
+
+    fn profile(username: &str, name: Option<&str>) -> Profile {
+        Profile::new(
+            Username::parse(username).unwrap(),
+            name.map(str::to_owned),
+            Some(5.5),
+            None,
+            &[],
+            true,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn packed_strings_survive_every_change_of_their_neighbours() {
+        let id = UserId::parse("u1").unwrap();
+        let mut r = UserRecord::new(&id, &profile("jane", Some("Jane")), 0);
+        assert_eq!(
+            (r.id(), r.username(), r.name()),
+            ("u1", "jane", Some("Jane"))
+        );
+        let _ = r.choose(None, Some(StatusText::new("at lunch")));
+        assert_eq!(r.status_text(), "at lunch");
+        let _ = r.set_profile(&profile("jane.doe", None));
+        assert_eq!(
+            (r.id(), r.username(), r.name(), r.status_text()),
+            ("u1", "jane.doe", None, "at lunch")
+        );
+        assert_eq!(offset(r.utc_offset), Some(5.5));
+        let _ = r.choose(None, Some(StatusText::new("")));
+        assert_eq!(
+            (r.id(), r.username(), r.status_text()),
+            ("u1", "jane.doe", "")
+        );
+    }
+
+    #[test]
+    fn the_first_connection_lives_in_the_record() {
+        let id = UserId::parse("u1").unwrap();
+        let mut r = UserRecord::new(&id, &profile("jane", None), 0);
+        let (_, opened) = r.put_connection("c1", ConnStatus::Online, None, 5, || 7);
+        assert_eq!(opened, Some(7));
+        assert!(!r.connections.spilled());
+        let (_, opened) = r.put_connection("c2", ConnStatus::Away, None, 5, || 8);
+        assert_eq!(opened, Some(8));
+        assert!(r.remove_connection("c1", |_| true).is_some());
+        assert!(r.remove_connection("c2", |_| true).is_some());
+        assert!(!r.connections.spilled());
     }
 }

@@ -1,13 +1,15 @@
 //! The visible face of a user: the JSON object `users.presence` returns for it,
 //! rendered when an answer needs it, and kept only as a deleted user's tombstone.
 
-use crate::domain::{Status, UserId};
+use crate::domain::Status;
 use std::fmt::Write as _;
 
 /// What others see of one user at one change. Immutable once built.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UserView {
-    id: UserId,
+    /// The id is the first string of the JSON, unescaped (ids are
+    /// `[A-Za-z0-9._-]`): kept as its length rather than a second copy.
+    id_len: u8,
     status: Status,
     deleted: bool,
     // A String, not a Box<str>: views live for one answer (or as a tombstone),
@@ -82,17 +84,18 @@ fn to_json(id: &str, v: &Visible<'_>) -> String {
 }
 
 impl UserView {
-    pub(crate) fn render(id: &UserId, visible: &Visible<'_>) -> UserView {
+    pub(crate) fn render(id: &str, visible: &Visible<'_>) -> UserView {
+        debug_assert!(id.len() <= crate::domain::ids::MAX_ID_LEN);
         UserView {
-            id: id.clone(),
+            id_len: u8::try_from(id.len()).unwrap_or(u8::MAX),
             status: visible.status,
             deleted: false,
-            json: to_json(id.as_str(), visible),
+            json: to_json(id, visible),
         }
     }
 
     /// The tombstone a deleted user leaves in the log: `_id`, `username`, `offline`.
-    pub(crate) fn deleted(id: &UserId, username: &str) -> UserView {
+    pub(crate) fn deleted(id: &str, username: &str) -> UserView {
         let mut view = UserView::render(
             id,
             &Visible {
@@ -109,8 +112,11 @@ impl UserView {
     }
 
     /// Returns the user's id.
-    pub fn id(&self) -> &UserId {
-        &self.id
+    pub fn id(&self) -> &str {
+        const PREFIX: usize = r#"{"_id":""#.len();
+        self.json
+            .get(PREFIX..PREFIX + usize::from(self.id_len))
+            .unwrap_or_default()
     }
 
     /// Returns the visible status (`offline` for a deleted user).
@@ -133,14 +139,14 @@ impl UserView {
 mod tests {
     use super::*;
 
-    fn id() -> UserId {
-        UserId::parse("rocket.cat").unwrap()
+    fn id() -> &'static str {
+        "rocket.cat"
     }
 
     #[test]
     fn unset_fields_are_omitted_and_whole_offsets_are_integers() {
         let v = UserView::render(
-            &id(),
+            id(),
             &Visible {
                 username: "rocket.cat",
                 name: Some("Rocket.Cat"),
@@ -159,7 +165,7 @@ mod tests {
     #[test]
     fn fractional_offsets_and_text_are_kept_and_escaped() {
         let v = UserView::render(
-            &id(),
+            id(),
             &Visible {
                 username: "rocket.cat",
                 name: Some("Ann \"Q\""),
@@ -177,8 +183,9 @@ mod tests {
 
     #[test]
     fn deleted_user_renders_as_id_username_offline() {
-        let v = UserView::deleted(&id(), "rocket.cat");
+        let v = UserView::deleted(id(), "rocket.cat");
         assert!(v.is_deleted());
+        assert_eq!(v.id(), "rocket.cat");
         assert_eq!(
             v.json(),
             r#"{"_id":"rocket.cat","username":"rocket.cat","status":"offline"}"#
@@ -201,7 +208,7 @@ mod tests {
         for (i, text) in texts.iter().enumerate() {
             let offset = [0.0, -0.0, 5.75, -3.5, 14.0, -14.0, 0.1][i % 7];
             let v = UserView::render(
-                &id(),
+                id(),
                 &Visible {
                     username: "u",
                     name: Some(text),

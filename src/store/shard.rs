@@ -1,0 +1,246 @@
+//! Where users live: shards of slots, found by id, and the indexes that find
+//! them by username and by connection id.
+//!
+//! A user sits in a slot of one shard, chosen by the hash of its id, and is
+//! named everywhere else by that slot's 32-bit address ([`Slot`]); the change
+//! log adds the slot's generation ([`UserKey`]), so a user who left a slot is
+//! never mistaken for the next one in it. The id table of a shard holds slot
+//! numbers, not keys: each id is stored once, in its record. The username and
+//! connection indexes hold `(32 bits of the key's hash, slot)` pairs: a match is
+//! a candidate the caller confirms by reading the record, so they hold no keys
+//! either. DashMap cannot do this (its tables own their keys), which is what
+//! cost most of the memory per user before.
+
+use super::user::UserRecord;
+use hashbrown::HashTable;
+
+/// Shards of each kind; a power of two. Many more than cores, so writers to
+/// different users rarely meet.
+pub(crate) const SHARDS: usize = 64;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+
+/// Picks a shard from a key's hash. Bits 32.. are used by neither hashbrown's
+/// bucket index (low bits) nor its control byte (top 7 bits) for tables of
+/// fewer than 2^32 slots, so users within a shard still spread evenly.
+pub(crate) fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize & (SHARDS - 1)
+}
+
+/// A user's address: shard and index in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Slot(u32);
+
+impl Slot {
+    fn new(shard: usize, index: u32) -> Slot {
+        Slot(index << SHARD_BITS | shard as u32)
+    }
+
+    pub fn shard(self) -> usize {
+        (self.0 as usize) & (SHARDS - 1)
+    }
+
+    fn index(self) -> usize {
+        (self.0 >> SHARD_BITS) as usize
+    }
+}
+
+/// One user for as long as it exists: its slot and the slot's generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct UserKey {
+    pub slot: Slot,
+    pub generation: u32,
+}
+
+/// The users of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct UserShard {
+    records: Vec<Option<UserRecord>>,
+    /// Empty slots, with the generation the next user in each gets.
+    free: Vec<(u32, u32)>,
+    /// Slot indexes, found by id.
+    by_id: HashTable<u32>,
+    number: usize,
+    len: usize,
+}
+
+impl UserShard {
+    pub fn new(number: usize) -> UserShard {
+        UserShard {
+            number,
+            ..UserShard::default()
+        }
+    }
+
+    /// The slot of the user `id`, whose hash is `hash`.
+    pub fn find(&self, hash: u64, id: &str) -> Option<Slot> {
+        let records = &self.records;
+        self.by_id
+            .find(hash, |&i| {
+                records
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|r| r.id() == id)
+            })
+            .map(|&i| Slot::new(self.number, i))
+    }
+
+    pub fn get(&self, slot: Slot) -> Option<&UserRecord> {
+        debug_assert_eq!(slot.shard(), self.number);
+        self.records.get(slot.index())?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut UserRecord> {
+        self.records.get_mut(slot.index())?.as_mut()
+    }
+
+    /// The user `key` names, unless it has left its slot.
+    pub fn get_key(&self, key: UserKey) -> Option<&UserRecord> {
+        self.get(key.slot)
+            .filter(|r| r.generation == key.generation)
+    }
+
+    /// Puts the record `make` builds (given its generation) in a free slot.
+    /// `rehash` gives an id's hash, for when the table grows.
+    pub fn insert(
+        &mut self,
+        hash: u64,
+        make: impl FnOnce(u32) -> UserRecord,
+        rehash: impl Fn(&str) -> u64,
+    ) -> (Slot, &mut UserRecord) {
+        let (index, generation) = self.free.pop().unwrap_or_else(|| {
+            self.records.push(None);
+            (u32::try_from(self.records.len() - 1).unwrap_or(u32::MAX), 0)
+        });
+        let records = &self.records;
+        self.by_id.insert_unique(hash, index, |&i| {
+            records
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .map_or(0, |r| rehash(r.id()))
+        });
+        self.len += 1;
+        let record = self.records[index as usize].insert(make(generation));
+        (Slot::new(self.number, index), record)
+    }
+
+    /// Empties the slot of the user `id` (whose hash is `hash`).
+    pub fn remove(&mut self, hash: u64, slot: Slot) -> Option<UserRecord> {
+        let index = slot.index();
+        let record = self.records.get_mut(index)?.take()?;
+        if let Ok(entry) = self.by_id.find_entry(hash, |&i| i as usize == index) {
+            entry.remove();
+        }
+        self.free
+            .push((index as u32, record.generation.wrapping_add(1)));
+        self.len -= 1;
+        Some(record)
+    }
+
+    /// Every user of the shard, with its slot.
+    pub fn iter(&self) -> impl Iterator<Item = (Slot, &UserRecord)> {
+        self.records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (Slot::new(self.number, i as u32), r)))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserRecord> {
+        self.records.iter_mut().filter_map(Option::as_mut)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Low 32 bits of a key's hash, and the table hash derived from them (the
+/// table must rehash from what it holds).
+fn short(hash: u64) -> u32 {
+    hash as u32
+}
+
+fn table_hash(short: u32) -> u64 {
+    // Spreads 32 bits over 64 so that both hashbrown's bucket bits and its
+    // control byte vary.
+    u64::from(short).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: u32,
+    owner: Slot,
+}
+
+/// Key -> owner, holding only hashes: see the module comment. The caller
+/// confirms a candidate by reading its record, and keeps the index exact by
+/// adding and removing entries while it holds the index's lock.
+#[derive(Debug, Default)]
+pub(crate) struct KeyIndex {
+    table: HashTable<Entry>,
+}
+
+impl KeyIndex {
+    /// The owners of keys whose hash matches `hash`: every owner of the key
+    /// itself is among them, with, rarely, others.
+    pub fn candidates(&self, hash: u64) -> impl Iterator<Item = Slot> + '_ {
+        let short = short(hash);
+        self.table
+            .iter_hash(table_hash(short))
+            .filter(move |e| e.hash == short)
+            .map(|e| e.owner)
+    }
+
+    pub fn insert(&mut self, hash: u64, owner: Slot) {
+        let short = short(hash);
+        self.table
+            .insert_unique(table_hash(short), Entry { hash: short, owner }, |e| {
+                table_hash(e.hash)
+            });
+    }
+
+    /// Removes one entry of `owner` under `hash`.
+    pub fn remove(&mut self, hash: u64, owner: Slot) {
+        let short = short(hash);
+        if let Ok(entry) = self
+            .table
+            .find_entry(table_hash(short), |e| e.hash == short && e.owner == owner)
+        {
+            entry.remove();
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_round_trip_and_shards_use_all_their_bits() {
+        let slot = Slot::new(SHARDS - 1, 123_456);
+        assert_eq!((slot.shard(), slot.index()), (SHARDS - 1, 123_456));
+        assert_eq!(shard_of(u64::MAX), SHARDS - 1);
+        assert_eq!(shard_of(u64::from(u32::MAX)), 0);
+    }
+
+    #[test]
+    fn an_index_finds_every_owner_of_a_hash_and_forgets_one_at_a_time() {
+        let mut index = KeyIndex::default();
+        let (a, b) = (Slot::new(1, 1), Slot::new(2, 2));
+        index.insert(42, a);
+        index.insert(42, b);
+        index.insert(42 | 1 << 40, a); // same short hash, other high bits
+        let mut found: Vec<Slot> = index.candidates(42).collect();
+        found.sort();
+        assert_eq!(found, [a, a, b]);
+        index.remove(42, a);
+        index.remove(42, a);
+        assert_eq!(index.candidates(42).collect::<Vec<_>>(), [b]);
+        assert_eq!(index.candidates(43).count(), 0);
+        assert_eq!(index.len(), 1);
+    }
+}
