@@ -39,9 +39,16 @@ fn step() -> impl Strategy<Value = Step> {
         let owner = user_id(b % 7);
         let instance = InstanceId::parse(&format!("i{}", a % 2)).unwrap();
         match kind {
+            // Half the time a name from a pool smaller than the users, so
+            // renames and refused claims happen too.
             0 => Step::Op(Op::PutUser {
                 profile: Profile::new(
-                    Username::parse(id.as_str()).unwrap(),
+                    Username::parse(&if b % 2 == 0 {
+                        id.to_string()
+                    } else {
+                        format!("n{}", a % 3)
+                    })
+                    .unwrap(),
                     Some(["", "Ann", "Bob"][usize::from(b % 3)].to_owned()),
                     Some(f64::from(b % 3)),
                     None,
@@ -218,6 +225,155 @@ fn a_reader_following_the_log_converges_while_writer_threads_race() {
         assert!(polls > 1);
         assert_eq!(mirror, roster(&store.online()));
     });
+    assert_indexes_exact(&store);
+}
+
+/// Every user and what the indexes say of it: each username finds its owner,
+/// no name is held twice, each connection is refused to a stranger exactly
+/// when someone holds it, and once closed is free to open.
+fn assert_indexes_exact(store: &Store) {
+    let epoch_start: Cursor = format!("{:x}.0", store.cursor().epoch()).parse().unwrap();
+    let everyone = store.changed_since_by_scan(epoch_start);
+    let mut names = BTreeMap::new();
+    for view in &everyone {
+        let json: serde_json::Value = serde_json::from_str(view.json()).unwrap();
+        let name = json["username"].as_str().unwrap().to_owned();
+        assert_eq!(
+            store.find_username(&name).as_ref().map(UserId::as_str),
+            Some(view.id())
+        );
+        assert!(
+            names.insert(name, view.id().to_owned()).is_none(),
+            "a username held twice"
+        );
+    }
+    for free in ["n0", "n1", "n2", "u0", "u1", "u2", "u3", "u4"] {
+        if !names.contains_key(free) {
+            assert_eq!(store.find_username(free), None, "{free} is held by no one");
+        }
+    }
+    let stranger = UserId::parse("stranger").unwrap();
+    let profile = Profile::new(
+        Username::parse("stranger").unwrap(),
+        None,
+        None,
+        None,
+        &[],
+        true,
+    );
+    store.put_user(&stranger, profile.unwrap()).unwrap();
+    let open = store.stats().connections;
+    let mut held = 0;
+    for c in 0..7 {
+        let connection = ConnectionId::parse(&format!("c{c}")).unwrap();
+        let take = || store.put_connection(&connection, &stranger, ConnStatus::Online, None);
+        if let Err(StoreError::ConnectionOfAnotherUser(_)) = take() {
+            held += 1;
+            store.delete_connection(&connection);
+        }
+        take().expect("a closed connection is free to open");
+        assert!(store.delete_connection(&connection).changed());
+    }
+    assert_eq!(
+        held, open,
+        "the count of open connections matches the index"
+    );
+    assert_eq!(store.stats().connections, 0);
+}
+
+#[test]
+fn writers_racing_on_names_connections_and_deletes_neither_deadlock_nor_lose_track() {
+    let store = store(1_000);
+    let (finished, watchdog) = std::sync::mpsc::channel();
+    let racers = store.clone();
+    std::thread::spawn(move || {
+        std::thread::scope(|scope| {
+            for seed in 0..4u8 {
+                let store = &racers;
+                scope.spawn(move || {
+                    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+                        ProptestConfig::default(),
+                        proptest::test_runner::TestRng::from_seed(
+                            proptest::test_runner::RngAlgorithm::ChaCha,
+                            &[seed.wrapping_add(100); 32],
+                        ),
+                    );
+                    for _ in 0..5_000 {
+                        let s = step().new_tree(&mut runner).unwrap().current();
+                        run(store, &s);
+                    }
+                });
+            }
+        });
+        let _ = finished.send(());
+    });
+    // Every lock is held for microseconds; a minute without an end is a deadlock.
+    watchdog
+        .recv_timeout(Duration::from_secs(60))
+        .expect("writers deadlocked");
+    assert_indexes_exact(&store);
+}
+
+#[test]
+fn usernames_follow_renames_and_deletions_and_stay_unique() {
+    let store = store(100);
+    let put = |id: &str, name: &str| {
+        let profile = Profile::new(Username::parse(name).unwrap(), None, None, None, &[], true);
+        store.put_user(&UserId::parse(id).unwrap(), profile.unwrap())
+    };
+    let owner = |name: &str| store.find_username(name).map(|id| id.to_string());
+    put("a", "ann").unwrap();
+    put("b", "bob").unwrap();
+    assert_eq!(
+        put("a", "bob"),
+        Err(StoreError::UsernameTaken(Username::parse("bob").unwrap()))
+    );
+    assert_eq!(
+        owner("ann").as_deref(),
+        Some("a"),
+        "a refused rename keeps the old name"
+    );
+    put("a", "cat").unwrap();
+    assert_eq!((owner("ann"), owner("cat").as_deref()), (None, Some("a")));
+    put("b", "ann").unwrap();
+    assert_eq!((owner("ann").as_deref(), owner("bob")), (Some("b"), None));
+    store.delete_user(&UserId::parse("b").unwrap());
+    assert_eq!(owner("ann"), None);
+    put("c", "ann").unwrap();
+    assert_eq!(owner("ann").as_deref(), Some("c"));
+}
+
+#[test]
+fn a_user_deleted_and_created_again_is_one_entry_of_a_delta() {
+    let store = store(100);
+    let start = store.cursor();
+    let (id, _) = online_user(&store);
+    store.delete_user(&id);
+    online_user(&store);
+    let delta = store.changed_since(start, |_| true).unwrap();
+    assert_eq!(delta.users.len(), 1);
+    assert!(!delta.users[0].is_deleted());
+    assert_eq!(delta.users[0].status(), Status::Online);
+    store.delete_user(&id);
+    let delta = store.changed_since(start, |_| true).unwrap();
+    assert_eq!(delta.users.len(), 1);
+    assert!(delta.users[0].is_deleted());
+}
+
+#[test]
+fn keep_filters_by_id_without_breaking_deduplication() {
+    let store = store(100);
+    let start = store.cursor();
+    let (id, _) = online_user(&store);
+    store.delete_user(&id);
+    let kept = store.changed_since(start, |user| user == "u0").unwrap();
+    assert_eq!(kept.users.len(), 1);
+    assert!(kept.users[0].is_deleted());
+    assert!(store
+        .changed_since(start, |user| user == "u1")
+        .unwrap()
+        .users
+        .is_empty());
 }
 
 /// Creates `u0` with one online connection `c0`.
