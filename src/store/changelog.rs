@@ -5,10 +5,12 @@
 //! answered, so the log costs three words per change, not a rendered user.
 //! Sequences are contiguous, so an entry's is implied by its place and a cursor
 //! finds its place by subtraction; timestamps are non-decreasing, so `from` finds
-//! its place by binary search. The log is generic over how a user is named: the
-//! store names users by [`UserKey`](super::shard::UserKey), tests by strings. A reader asking for more history than the ring
+//! its place by binary search. A reader asking for more history than the ring
 //! still holds gets [`Lagged`], never a partial answer (like tokio's broadcast
 //! channel's `RecvError::Lagged`).
+//!
+//! The log is generic over how a user is named: the store names users by slot
+//! and generation (8 bytes), its tests by strings.
 
 use super::view::UserView;
 use parking_lot::RwLock;

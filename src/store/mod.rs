@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is one cheap `Clone` handle over shared state. Callers get methods,
 //! never a lock guard. Users live in 64 shards, each a `RwLock` over slots and an
-//! id table (see [`shard`]): a concurrent map like DashMap's, laid out so that a
+//! id table (see the `shard` module): a concurrent map like DashMap's, laid out so that a
 //! user costs a few hundred bytes at a million users. Writers hold one user's
 //! shard while they change it and append the change to the log, so the log's
 //! order is each user's order and a change is in the map before its cursor is
@@ -589,7 +589,7 @@ impl Store {
     pub fn delete_instance(&self, instance: &InstanceId) -> (usize, Written) {
         let mut doomed = Vec::new();
         for shard in self.shared.users.iter() {
-            for (_, record) in shard.read().iter() {
+            for record in shard.read().iter() {
                 doomed.extend(
                     record
                         .connections
@@ -694,16 +694,7 @@ impl Store {
     pub fn online(&self) -> Snapshot {
         // The cursor first: every change up to it is already in the map.
         let cursor = self.shared.log.cursor();
-        let mut users = Vec::new();
-        for shard in self.shared.users.iter() {
-            users.extend(
-                shard
-                    .read()
-                    .iter()
-                    .filter(|(_, r)| r.visible_status() != Status::Offline)
-                    .map(|(_, r)| Arc::new(r.render())),
-            );
-        }
+        let users = self.render_all(|r| r.visible_status() != Status::Offline);
         Snapshot { cursor, users }
     }
 
@@ -778,14 +769,19 @@ impl Store {
     /// user: O(users), and blind to deletions. Kept as the benchmarks' baseline
     /// and as a test oracle for [`Store::changed_since`]; never used to answer.
     pub fn changed_since_by_scan(&self, cursor: Cursor) -> Vec<Arc<UserView>> {
+        self.render_all(|r| r.changed_seq > cursor.seq())
+    }
+
+    /// Renders every user `pick` accepts, one shard's read lock at a time.
+    fn render_all(&self, pick: impl Fn(&UserRecord) -> bool) -> Vec<Arc<UserView>> {
         let mut users = Vec::new();
         for shard in self.shared.users.iter() {
+            let shard = shard.read();
             users.extend(
                 shard
-                    .read()
                     .iter()
-                    .filter(|(_, r)| r.changed_seq > cursor.seq())
-                    .map(|(_, r)| Arc::new(r.render())),
+                    .filter(|r| pick(r))
+                    .map(|r| Arc::new(r.render())),
             );
         }
         users

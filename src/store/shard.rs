@@ -136,12 +136,9 @@ impl UserShard {
         Some(record)
     }
 
-    /// Every user of the shard, with its slot.
-    pub fn iter(&self) -> impl Iterator<Item = (Slot, &UserRecord)> {
-        self.records
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.as_ref().map(|r| (Slot::new(self.number, i as u32), r)))
+    /// Every user of the shard.
+    pub fn iter(&self) -> impl Iterator<Item = &UserRecord> {
+        self.records.iter().filter_map(Option::as_ref)
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserRecord> {
