@@ -16,17 +16,22 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Milliseconds since the store was created, on tokio's clock (which tests
-/// pause). Half the size of an `Instant`, kept per connection and per deadline.
+/// Milliseconds since a point one TTL before the store was created, on tokio's
+/// clock (which tests pause). Half the size of an `Instant`, kept per
+/// connection and per deadline.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     base: Instant,
 }
 
 impl Clock {
-    pub fn new() -> Clock {
+    /// A clock whose zero lies `lookback` in the past (or as far back as the
+    /// platform's clock reaches), so that a refresh restored from a snapshot
+    /// up to `lookback` old still has a time on it.
+    pub fn reaching_back(lookback: Duration) -> Clock {
+        let now = Instant::now();
         Clock {
-            base: Instant::now(),
+            base: now.checked_sub(lookback).unwrap_or(now),
         }
     }
 

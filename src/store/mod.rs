@@ -19,6 +19,7 @@
 
 pub mod changelog;
 pub(crate) mod expiry;
+pub mod image;
 mod op;
 mod shard;
 mod user;
@@ -29,6 +30,7 @@ mod tests;
 
 pub use changelog::{Changed, Cursor, CursorError, Delta, Lagged, LogStats};
 pub use expiry::spawn_sweeper;
+pub use image::{ConnectionImage, ImageError, Moved, Restoring, UserImage};
 pub use op::{Applied, Op};
 pub use view::UserView;
 
@@ -290,7 +292,7 @@ impl Store {
                 connections: locks(),
                 log: ChangeLog::new(options.changelog_capacity, options.delta_window, now_ms()),
                 expiry: ExpiryQueue::default(),
-                clock: Clock::new(),
+                clock: Clock::reaching_back(options.connection_ttl),
                 connection_ttl_ms: u64::try_from(options.connection_ttl.as_millis())
                     .unwrap_or(u64::MAX),
                 allow_invisible: options.allow_invisible,

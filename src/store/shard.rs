@@ -61,6 +61,9 @@ pub(crate) struct UserShard {
     by_id: HashTable<u32>,
     number: usize,
     len: usize,
+    /// Bumped by every mutable access to a record: if it has not moved, no
+    /// user of the shard changed (snapshots skip a write on this).
+    version: u64,
 }
 
 impl UserShard {
@@ -90,6 +93,7 @@ impl UserShard {
     }
 
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut UserRecord> {
+        self.version += 1;
         self.records.get_mut(slot.index())?.as_mut()
     }
 
@@ -119,6 +123,7 @@ impl UserShard {
                 .map_or(0, |r| rehash(r.id()))
         });
         self.len += 1;
+        self.version += 1;
         let record = self.records[index as usize].insert(make(generation));
         (Slot::new(self.number, index), record)
     }
@@ -127,6 +132,7 @@ impl UserShard {
     pub fn remove(&mut self, hash: u64, slot: Slot) -> Option<UserRecord> {
         let index = slot.index();
         let record = self.records.get_mut(index)?.take()?;
+        self.version += 1;
         if let Ok(entry) = self.by_id.find_entry(hash, |&i| i as usize == index) {
             entry.remove();
         }
@@ -142,11 +148,18 @@ impl UserShard {
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserRecord> {
+        self.version += 1;
         self.records.iter_mut().filter_map(Option::as_mut)
     }
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// How many times a record of the shard was (possibly) changed: it only
+    /// grows, and a change of any record grows it.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 }
 

@@ -9,6 +9,7 @@
 //! record, and times are milliseconds on the store's clock. BENCHMARKS.md has
 //! the bytes this saves per user.
 
+use super::image::{ConnectionImage, UserImage};
 use super::view::{UserView, Visible};
 use crate::domain::status::{connection_status, visible_status};
 use crate::domain::{ConnStatus, InstanceId, Profile, Status, StatusText, TokenHash, UserId};
@@ -169,6 +170,49 @@ impl UserRecord {
                 status_text: self.status_text(),
             },
         )
+    }
+
+    /// The record as plain data; `wall_ms` turns a time on the store's clock
+    /// into wall-clock milliseconds.
+    pub fn image(&self, wall_ms: impl Fn(u64) -> i64) -> UserImage {
+        let text = |s: Option<&str>| s.map(str::to_owned);
+        UserImage {
+            id: self.id().to_owned(),
+            username: self.username().to_owned(),
+            name: text(self.name()),
+            utc_offset: offset(self.utc_offset),
+            avatar_etag: text(self.avatar_etag()),
+            is_admin: self.is_admin,
+            active: self.active,
+            chosen: self.chosen,
+            status: self.status,
+            status_text: self.status_text().to_owned(),
+            tokens: self.tokens.to_vec(),
+            connections: self
+                .connections
+                .iter()
+                .map(|c| ConnectionImage {
+                    id: c.id.to_string(),
+                    instance: c.instance.as_ref().map(|i| i.as_str().to_owned()),
+                    status: c.status,
+                    refreshed_at_ms: wall_ms(c.refreshed_ms),
+                })
+                .collect(),
+        }
+    }
+
+    /// Sets the chosen status, the status and the status text a snapshot
+    /// recorded, once the user's connections are back. The status must be what
+    /// a manual set leaves (`chosen`) or what the rule derives from the
+    /// connections; returns false, changing nothing, if it is neither.
+    pub fn restore_status(&mut self, chosen: Status, status: Status, text: StatusText) -> bool {
+        let derived = visible_status(chosen, self.connection_status());
+        if status != chosen && status != derived {
+            return false;
+        }
+        let _ = self.choose(Some(chosen), Some(text));
+        self.status = status;
+        true
     }
 
     /// Visible if `fields` changed or the visible status is no longer `before`.
