@@ -191,11 +191,16 @@ pub struct Restoring {
 impl Restoring {
     /// Starts an empty store, in a new epoch, to restore users into.
     pub fn new(options: &StoreOptions) -> Restoring {
+        Restoring::at(options, now_ms())
+    }
+
+    /// As [`Restoring::new`], with the wall clock reading `wall_now`.
+    fn at(options: &StoreOptions, wall_now: i64) -> Restoring {
         let store = Store::new(options);
         let clock_now = store.shared.clock.stamp(Instant::now());
         Restoring {
             store,
-            wall_now: now_ms(),
+            wall_now,
             clock_now,
         }
     }
@@ -287,7 +292,10 @@ impl Restoring {
         let name_hash = sh.hash(username);
         let mut names = Locked::lock(&sh.usernames, [name_hash]);
         let candidates = names.get(name_hash).candidates(name_hash);
-        if sh.confirm(candidates, |r| r.username() == username).is_some() {
+        if sh
+            .confirm(candidates, |r| r.username() == username)
+            .is_some()
+        {
             return Err(invalid(format!(
                 "username: {username:?} already belongs to another user"
             )));
@@ -339,5 +347,342 @@ impl Restoring {
     /// The restored store, ready to serve.
     pub fn finish(self) -> Store {
         self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{assert_indexes_exact, roster, run, step, store, TTL};
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    /// Every user of `store` as images, sorted by id, refresh times left out
+    /// (they are wall-clock readings taken during the walk).
+    fn images(store: &Store) -> Vec<UserImage> {
+        let mut all = Vec::new();
+        store
+            .export(|users| {
+                all.extend(users);
+                Ok::<(), Moved>(())
+            })
+            .unwrap();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        for user in &mut all {
+            user.connections.sort_by(|a, b| a.id.cmp(&b.id));
+            user.connections
+                .iter_mut()
+                .for_each(|c| c.refreshed_at_ms = 0);
+        }
+        all
+    }
+
+    fn restore(users: Vec<UserImage>) -> Store {
+        let mut restoring = Restoring::new(&StoreOptions {
+            connection_ttl: TTL,
+            ..StoreOptions::default()
+        });
+        for user in users {
+            restoring.add(user).unwrap();
+        }
+        restoring.finish()
+    }
+
+    fn token(id: &str) -> String {
+        format!("token-of-{id}")
+    }
+
+    const IDS: [&str; 5] = ["u0", "u1", "u2", "u3", "u4"];
+
+    /// How `store` answers everything a caller can ask of a user.
+    fn answers(store: &Store) -> Vec<String> {
+        let mut out = vec![format!("{:?}", roster(&store.online()))];
+        let stats = store.stats();
+        out.push(format!(
+            "{} {} {}",
+            stats.users, stats.online, stats.connections
+        ));
+        for id in IDS {
+            out.push(format!("{:?}", store.status_of(id)));
+            out.push(format!("{:?}", store.authenticate(id, &token(id))));
+        }
+        for name in ["u0", "u1", "u2", "u3", "u4", "n0", "n1", "n2"] {
+            out.push(format!("{name} {:?}", store.find_username(name)));
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_restored_store_answers_like_the_original(steps in proptest::collection::vec(step(), 0..40)) {
+            let original = store(1_000);
+            steps.iter().for_each(|s| run(&original, s));
+            for id in IDS {
+                let hash = TokenHash::of_token(&token(id)).unwrap();
+                let _ = original.add_token(&UserId::parse(id).unwrap(), hash);
+            }
+            let restored = restore(images(&original));
+            prop_assert_eq!(images(&restored), images(&original));
+            prop_assert_eq!(answers(&restored), answers(&original));
+            prop_assert_eq!(restored.cursor().seq(), 0, "restoring logs nothing");
+            prop_assert_ne!(restored.cursor().epoch(), original.cursor().epoch());
+            // Deadlines came back: once the TTL runs out, both expire the same connections.
+            let later = Instant::now() + TTL + Duration::from_secs(1);
+            original.expire_due(later);
+            restored.expire_due(later);
+            prop_assert_eq!(answers(&restored), answers(&original));
+            prop_assert_eq!(restored.stats().connections, 0);
+            assert_indexes_exact(&restored);
+        }
+    }
+
+    fn user(id: &str) -> UserImage {
+        UserImage {
+            id: id.to_owned(),
+            username: id.to_owned(),
+            name: None,
+            utc_offset: None,
+            avatar_etag: None,
+            is_admin: false,
+            active: true,
+            chosen: Status::Online,
+            status: Status::Offline,
+            status_text: String::new(),
+            tokens: Vec::new(),
+            connections: Vec::new(),
+        }
+    }
+
+    fn connection(id: &str, refreshed_at_ms: i64) -> ConnectionImage {
+        ConnectionImage {
+            id: id.to_owned(),
+            instance: None,
+            status: ConnStatus::Online,
+            refreshed_at_ms,
+        }
+    }
+
+    fn online(id: &str, connection_id: &str) -> UserImage {
+        UserImage {
+            status: Status::Online,
+            connections: vec![connection(connection_id, now_ms())],
+            ..user(id)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_times_come_back_as_ages_and_one_older_than_the_ttl_is_due_at_once() {
+        const WALL: i64 = 1_700_000_000_000;
+        let ttl_ms = TTL.as_millis() as i64;
+        let mut restoring = Restoring::at(
+            &StoreOptions {
+                connection_ttl: TTL,
+                ..StoreOptions::default()
+            },
+            WALL,
+        );
+        let mut young = online("young", "c-young");
+        young.connections[0].refreshed_at_ms = WALL - ttl_ms + 10_000;
+        let mut old = online("old", "c-old");
+        old.connections[0].refreshed_at_ms = WALL - ttl_ms - 1;
+        let mut ahead = online("ahead", "c-ahead");
+        ahead.connections[0].refreshed_at_ms = WALL + 60_000;
+        for user in [young, old, ahead] {
+            restoring.add(user).unwrap();
+        }
+        let store = restoring.finish();
+        let start = Instant::now();
+        let status = |id: &str| store.status_of(id).unwrap().status;
+
+        store.expire_due(start);
+        assert_eq!(status("old"), Status::Offline, "expired at the first sweep");
+        assert_eq!(store.stats().expired, 1);
+        store.expire_due(start + Duration::from_millis(9_999));
+        assert_eq!(status("young"), Status::Online, "10 s of its TTL were left");
+        store.expire_due(start + Duration::from_secs(10));
+        assert_eq!(status("young"), Status::Offline);
+        store.expire_due(start + TTL - Duration::from_millis(1));
+        assert_eq!(
+            status("ahead"),
+            Status::Online,
+            "a time ahead counts as now"
+        );
+        store.expire_due(start + TTL);
+        assert_eq!(status("ahead"), Status::Offline);
+    }
+
+    #[test]
+    fn a_manual_status_without_connections_and_a_deactivated_user_come_back_as_they_were() {
+        let busy = UserImage {
+            chosen: Status::Busy,
+            status: Status::Busy,
+            status_text: "in a meeting".to_owned(),
+            ..user("busy")
+        };
+        let hidden = UserImage {
+            active: false,
+            ..online("hidden", "c1")
+        };
+        let store = restore(vec![busy.clone(), hidden.clone()]);
+        let report = store.status_of("busy").unwrap();
+        assert_eq!(
+            (report.status, report.connection_status),
+            (Status::Busy, Status::Offline)
+        );
+        assert_eq!(report.status_text, "in a meeting");
+        assert_eq!(store.status_of("hidden").unwrap().status, Status::Offline);
+        assert_eq!((store.stats().online, store.stats().connections), (1, 1));
+        let mut want = vec![busy, hidden];
+        want[1].connections[0].refreshed_at_ms = 0;
+        assert_eq!(images(&store), want);
+    }
+
+    /// Adds `bad` after a valid `first` and returns the error; checks that
+    /// nothing of `bad` stayed behind.
+    fn refused(bad: UserImage) -> String {
+        let mut restoring = Restoring::new(&StoreOptions::default());
+        restoring.add(online("first", "c-first")).unwrap();
+        let error = restoring.add(bad.clone()).unwrap_err().to_string();
+        let store = restoring.finish();
+        assert_eq!(store.stats().users, 1, "{error}");
+        assert_eq!(store.stats().connections, 1, "{error}");
+        if bad.id != "first" && UserId::parse(&bad.id).is_ok() {
+            assert!(!store.contains(&bad.id), "{error}");
+        }
+        error
+    }
+
+    #[test]
+    fn a_user_the_api_would_refuse_is_refused_naming_the_field() {
+        let cases: Vec<(UserImage, &str)> = vec![
+            (user("a b"), "userId: \"a b\" is not valid"),
+            (UserImage { username: "x/y".into(), ..user("u") }, "username: \"x/y\" is not valid"),
+            (UserImage { utc_offset: Some(15.0), ..user("u") }, "utcOffset: 15 is out of range"),
+            (UserImage { name: Some("n".repeat(257)), ..user("u") }, "name: at most 256"),
+            (UserImage { avatar_etag: Some("e".repeat(129)), ..user("u") }, "avatarETag: at most 128"),
+            (UserImage { status_text: " padded".into(), ..user("u") }, "statusText: expected a trimmed text"),
+            (UserImage { status_text: "x".repeat(121), ..user("u") }, "statusText: expected a trimmed text"),
+            (UserImage { tokens: vec![TokenHash::of_token("t").unwrap(); 257], ..user("u") }, "hashedTokens: 257 tokens"),
+            (UserImage { connections: (0..257).map(|i| connection(&format!("c{i}"), 0)).collect(), ..user("u") },
+             "connections: 257 connections"),
+            (UserImage { connections: vec![connection("c 1", 0)], ..user("u") }, "connectionId: \"c 1\" is not valid"),
+            (UserImage { connections: vec![ConnectionImage { instance: Some("i/1".into()), ..connection("c1", 0) }], ..user("u") },
+             "instanceId: \"i/1\" is not valid"),
+            (UserImage { connections: vec![connection("c1", 0), connection("c1", 0)], ..user("u") }, "connectionId: \"c1\" appears twice"),
+            (UserImage { chosen: Status::Away, status: Status::Busy, ..user("u") },
+             "status: busy is neither statusDefault (away) nor what the connections give (offline)"),
+            (UserImage { chosen: Status::Busy, status: Status::Away, ..online("u", "c1") }, "status: away is neither"),
+            (user("first"), "username: \"first\" already belongs to another user"),
+            (UserImage { username: "other".into(), ..user("first") }, "userId: \"first\" appears twice"),
+            (online("u", "c-first"), "connectionId: \"c-first\" already belongs to another user"),
+        ];
+        for (bad, want) in cases {
+            let error = refused(bad);
+            assert!(error.starts_with(want), "{error}\nwanted: {want}");
+        }
+    }
+
+    /// Runs an export whose visitor, after the first shard holding a user,
+    /// hands a key from that user to one not yet visited, by `hand_over(from, to)`.
+    fn export_while_a_key_moves(
+        store: &Store,
+        hand_over: impl Fn(&str, &str),
+    ) -> Result<(), Moved> {
+        let mut visited: Vec<String> = Vec::new();
+        let mut moved = false;
+        store.export(|users| {
+            visited.extend(users.iter().map(|u| u.id.clone()));
+            if !moved && !users.is_empty() {
+                let to = (0..20)
+                    .map(|i| format!("m{i}"))
+                    .find(|id| !visited.contains(id))
+                    .expect("20 users do not all share one shard");
+                hand_over(&users[0].id, &to);
+                moved = true;
+            }
+            Ok(())
+        })
+    }
+
+    fn twenty_users() -> Store {
+        let store = store(1_000);
+        for i in 0..20 {
+            let id = UserId::parse(&format!("m{i}")).unwrap();
+            let profile = Profile::new(
+                Username::parse(&format!("m{i}")).unwrap(),
+                None,
+                None,
+                None,
+                &[],
+                true,
+            );
+            store.put_user(&id, profile.unwrap()).unwrap();
+            let connection = ConnectionId::parse(&format!("c-m{i}")).unwrap();
+            store
+                .put_connection(&connection, &id, ConnStatus::Online, None)
+                .unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn export_reports_a_username_that_moved_to_a_user_not_yet_copied() {
+        let store = twenty_users();
+        let rename = |id: &str, name: &str| {
+            let profile = Profile::new(Username::parse(name).unwrap(), None, None, None, &[], true);
+            store
+                .put_user(&UserId::parse(id).unwrap(), profile.unwrap())
+                .unwrap();
+        };
+        let result = export_while_a_key_moves(&store, |from, to| {
+            rename(from, "freed");
+            rename(to, from);
+        });
+        assert_eq!(result, Err(Moved { field: "username" }));
+        // Walking again, with nothing moving, gives an image that loads.
+        restore(images(&store));
+    }
+
+    #[test]
+    fn export_reports_a_connection_that_moved_to_a_user_not_yet_copied() {
+        let store = twenty_users();
+        let result = export_while_a_key_moves(&store, |from, to| {
+            let connection = ConnectionId::parse(&format!("c-{from}")).unwrap();
+            store.delete_connection(&connection);
+            let to = UserId::parse(to).unwrap();
+            store
+                .put_connection(&connection, &to, ConnStatus::Away, None)
+                .unwrap();
+        });
+        assert_eq!(
+            result,
+            Err(Moved {
+                field: "connectionId"
+            })
+        );
+        restore(images(&store));
+    }
+
+    #[test]
+    fn the_version_grows_with_hidden_changes_and_stays_put_without_any() {
+        let store = twenty_users();
+        let id = UserId::parse("m0").unwrap();
+        let before = store.version();
+        assert_eq!(store.version(), before);
+        store.online();
+        assert_eq!(store.version(), before, "reading changes nothing");
+        let heartbeat = ConnectionId::parse("c-m0").unwrap();
+        assert!(!store
+            .put_connection(&heartbeat, &id, ConnStatus::Online, None)
+            .unwrap()
+            .changed());
+        let after_heartbeat = store.version();
+        assert!(after_heartbeat > before);
+        store
+            .add_token(&id, TokenHash::of_token("t").unwrap())
+            .unwrap();
+        assert!(store.version() > after_heartbeat);
     }
 }
