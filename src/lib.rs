@@ -14,6 +14,7 @@
 //! - [`api`]: the public Rocket.Chat-compatible routes and their auth.
 //! - [`ingest`]: the internal `/internal/v1` routes the chat server pushes to.
 //! - [`http`]: the error type and bodies shared by both APIs.
+//! - [`persistence`]: the snapshot file, written every interval and on shutdown, loaded at start.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`startup`]: [`startup::Application`], binding and running it all.
 //! - [`background`]: tasks that stop when their owner drops them.
@@ -29,6 +30,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod persistence;
 pub mod probes;
 pub mod startup;
 pub mod store;

@@ -11,10 +11,18 @@ pub async fn health() -> HttpResponse {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
 }
 
-/// `GET /ready`: the store is loaded and requests are served. An in-memory
-/// single process is ready as soon as it listens.
-pub async fn ready() -> HttpResponse {
-    json_response(StatusCode::OK, r#"{"ready":true}"#.to_owned())
+/// `GET /ready`: the store is loaded and requests are served, which holds as
+/// soon as it listens; but when the last snapshot write failed, `503
+/// {"ready":false,"reason":"persistence: <path>: <error>"}` until one succeeds
+/// (the service keeps serving meanwhile).
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match state.persistence.as_ref().and_then(|s| s.problem()) {
+        Some(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "ready": false, "reason": reason }).to_string(),
+        ),
+        None => json_response(StatusCode::OK, r#"{"ready":true}"#.to_owned()),
+    }
 }
 
 /// `GET /metrics`

@@ -1,13 +1,18 @@
-//! The application: binds the listener, wires the store into the HTTP server,
-//! runs the background tasks, and stops on SIGTERM/SIGINT.
+//! The application: loads the snapshot, binds the listener, wires the store
+//! into the HTTP server, runs the background tasks, and on SIGTERM/SIGINT
+//! drains the server and writes the final snapshot.
 
 use crate::config::{PresenceSettings, Settings};
 use crate::http::{not_found, AppState};
+use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
 use crate::{api, demo, ingest, probes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
+use std::future::Future;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Every route of the service, in one table shared by the server and the tests.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -22,7 +27,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// them beats running without, say, the persistence an operator asked for.
 fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
     let unbuilt = [
-        ("persistence.path", settings.persistence.path.is_some()),
         (
             "cors.allowed_origins",
             !settings.cors.allowed_origins.is_empty(),
@@ -49,23 +53,62 @@ fn store_options(presence: &PresenceSettings) -> StoreOptions {
     }
 }
 
+/// Resolves on the first SIGTERM or SIGINT. Both drain gracefully (actix
+/// alone would stop at once on SIGINT). The handlers are installed now, not
+/// when the future is first polled, so no signal is missed once the service
+/// listens.
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received: no new connections; in-flight requests may finish");
+    })
+}
+
 /// A built, listening, not yet running service.
 pub struct Application {
     port: u16,
     server: Server,
     store: Store,
     demo: bool,
+    snapshots: Option<Arc<SnapshotFile>>,
+    snapshot_interval: Duration,
 }
 
 impl Application {
-    /// Binds `settings.server.bind` (port 0 picks a free port) and builds the
-    /// server. Must be called inside a tokio runtime.
+    /// Loads the snapshot if persistence is on, binds `settings.server.bind`
+    /// (port 0 picks a free port) and builds the server. Must be called
+    /// inside a tokio runtime.
+    ///
+    /// # Errors
+    /// When a setting cannot be honoured, the snapshot exists but cannot be
+    /// read or trusted (the file is left as it is), or the address cannot be bound.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
         refuse_unbuilt_features(settings)?;
+        let presence = &settings.presence;
+        let snapshots = match &settings.persistence.path {
+            Some(path) => Some(SnapshotFile::open(path, &store_options(presence)).map_err(
+                |e| {
+                    std::io::Error::other(format!(
+                        "cannot start from the snapshot: {e}. The file was left as it is: \
+                     repair it or move it aside (presenced then starts empty), \
+                     or point persistence.path elsewhere"
+                    ))
+                },
+            )?),
+            None => None,
+        };
+        let store = match &snapshots {
+            Some(snapshots) => snapshots.store().clone(),
+            None => Store::new(&store_options(presence)),
+        };
         let listener = TcpListener::bind(settings.server.bind)?;
         let port = listener.local_addr()?.port();
-        let presence = &settings.presence;
-        let store = Store::new(&store_options(presence));
         let mut ingest_token = settings.ingest.token.clone();
         if demo {
             demo::seed(&store);
@@ -74,13 +117,15 @@ impl Application {
         if ingest_token.is_none() {
             tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
         }
-        let state = web::Data::new(AppState::new(
+        let mut state = AppState::new(
             store.clone(),
             presence.delta_window,
             presence.max_ids,
             settings.server.max_body_bytes,
             ingest_token.as_deref(),
-        ));
+        );
+        state.persistence = snapshots.clone();
+        let state = web::Data::new(state);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -88,6 +133,7 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
+        .shutdown_signal(stop_signal()?)
         .shutdown_timeout(settings.server.shutdown_grace.as_secs());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -97,6 +143,8 @@ impl Application {
             server: server.run(),
             store,
             demo,
+            snapshots,
+            snapshot_interval: settings.persistence.interval,
         })
     }
 
@@ -110,12 +158,34 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (by its handle or a signal), running
-    /// connection expiry (and the demo churn) for exactly as long.
+    /// Serves until the server is stopped (by its handle or a signal) and has
+    /// drained, running connection expiry, snapshots (and the demo churn) for
+    /// exactly as long; then writes the final snapshot.
+    ///
+    /// # Errors
+    /// When the server fails, or the final snapshot cannot be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let _sweeper = spawn_sweeper(self.store.clone());
-        let _churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
-        self.server.await
+        let sweeper = spawn_sweeper(self.store.clone());
+        let churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
+        let periodic = self
+            .snapshots
+            .as_ref()
+            .map(|s| s.spawn_periodic(self.snapshot_interval));
+        let served = self.server.await;
+        // Nothing changes the store from here on, so the last snapshot is exact.
+        // A periodic write under way finishes first: writes take turns.
+        drop((periodic, churn, sweeper));
+        if let Some(snapshots) = &self.snapshots {
+            snapshots
+                .write_in_background()
+                .await
+                .map_err(|e| std::io::Error::other(format!("the final snapshot failed: {e}")))?;
+            tracing::info!(
+                "snapshot: {} holds the final state",
+                snapshots.path().display()
+            );
+        }
+        served
     }
 }
 

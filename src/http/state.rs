@@ -1,9 +1,11 @@
 //! What every handler shares: the store and the settings that shape answers.
 
 use crate::api::answer_cache::{RecentAnswers, SnapshotCache};
+use crate::persistence::SnapshotFile;
 use crate::store::Store;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
@@ -37,6 +39,8 @@ pub struct AppState {
     /// Recent deltas and id lists, shared by polls that ask the same question.
     pub recent: RecentAnswers,
     pub counters: Counters,
+    /// The snapshot file, when persistence is on; `/ready` reports its failures.
+    pub persistence: Option<Arc<SnapshotFile>>,
     /// SHA-256 of the ingest token; `None` disables the internal API.
     ingest_token_hash: Option<[u8; 32]>,
 }
@@ -57,6 +61,7 @@ impl AppState {
             snapshots: SnapshotCache::default(),
             recent: RecentAnswers::default(),
             counters: Counters::default(),
+            persistence: None,
             ingest_token_hash: ingest_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
     }

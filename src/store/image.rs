@@ -161,7 +161,7 @@ impl Store {
                     let age = i64::try_from(clock_now.saturating_sub(ms)).unwrap_or(i64::MAX);
                     wall_now.saturating_sub(age)
                 };
-                shard.iter().map(|r| r.image(&wall_ms)).collect()
+                shard.iter().map(|r| r.image(wall_ms)).collect()
             };
             for user in &users {
                 seen.see(user)?;
