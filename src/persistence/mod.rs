@@ -17,6 +17,8 @@ mod load;
 mod save;
 
 pub use load::{load, Loaded};
+#[cfg(test)]
+use save::hex;
 pub use save::{save, temp_path, Saved};
 
 use crate::background::BackgroundTask;
@@ -210,3 +212,6 @@ impl SnapshotFile {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
