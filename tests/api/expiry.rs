@@ -7,7 +7,6 @@
 use crate::helpers::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -16,7 +15,6 @@ const TTL: Duration = Duration::from_secs(1);
 /// so a loaded CI machine stalling a heartbeat cannot expire the connection.
 const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
-const POLL_EVERY: Duration = Duration::from_millis(100);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 async fn spawn_with_short_ttl() -> TestApp {
@@ -25,22 +23,6 @@ async fn spawn_with_short_ttl() -> TestApp {
 
 async fn spawn_with_ttl(ttl: Duration) -> TestApp {
     spawn_app_with(|s| s.presence.connection_ttl = ttl).await
-}
-
-/// Polls `check` every 100 ms until it returns true; fails after 10 s.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + GIVE_UP_AFTER;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {GIVE_UP_AFTER:?} waiting until {what}"
-        );
-        tokio::time::sleep(POLL_EVERY).await;
-    }
 }
 
 /// The status `viewer` reads for `id` with `users.getStatus`.

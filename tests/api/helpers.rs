@@ -8,20 +8,26 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub const INGEST_TOKEN: &str = "test-ingest-token";
 
-/// A running presenced on 127.0.0.1 with a free port; stopped when dropped.
+/// A running presenced on 127.0.0.1 with a free port; stopped when dropped
+/// if this test started it in-process.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    handle: actix_web::dev::ServerHandle,
+    handle: Option<actix_web::dev::ServerHandle>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         // The stop command is sent at once; its completion future is not needed.
-        drop(self.handle.stop(false));
+        if let Some(handle) = &self.handle {
+            drop(handle.stop(false));
+        }
     }
 }
 
@@ -52,15 +58,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 pub async fn spawn_settings(settings: &Settings, demo: bool) -> TestApp {
+    spawn_serving(settings, demo).0
+}
+
+/// As [`spawn_settings`], also returning the task that serves: it ends once the
+/// server has stopped and written its final snapshot.
+pub fn spawn_serving(
+    settings: &Settings,
+    demo: bool,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let app = Application::build(settings, demo).expect("application builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        base,
-        client: reqwest::Client::new(),
-        handle,
-    }
+    let mut test_app = TestApp::at(app.port());
+    test_app.handle = Some(app.handle());
+    (test_app, tokio::spawn(app.run_until_stopped()))
 }
 
 /// A parsed answer: status and JSON body (`Value::Null` when empty or not JSON).
@@ -163,6 +173,24 @@ pub fn not_found_body() -> Value {
 }
 
 impl TestApp {
+    /// A client of a presenced already listening on 127.0.0.1:`port`, such
+    /// as a child process; it is not stopped on drop.
+    pub fn at(port: u16) -> TestApp {
+        TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            handle: None,
+        }
+    }
+
+    /// Stops an in-process server as SIGTERM would: no new connections,
+    /// in-flight requests finish.
+    pub async fn stop(&self) {
+        if let Some(handle) = &self.handle {
+            handle.stop(true).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -330,4 +358,22 @@ pub fn next_ms() -> i64 {
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Polls `check` every 100 ms until it returns true; fails after 10 s.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    const POLL_EVERY: Duration = Duration::from_millis(100);
+    const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+    let deadline = Instant::now() + GIVE_UP_AFTER;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {GIVE_UP_AFTER:?} waiting until {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
 }

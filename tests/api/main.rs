@@ -9,6 +9,7 @@ mod cli;
 mod expiry;
 mod ingest;
 mod invariant;
+mod persistence;
 mod polling;
 mod presence;
 mod startup;
