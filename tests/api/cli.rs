@@ -21,7 +21,7 @@ const DEMO_TOKEN: &str = "9HqLlyZOugoStsXCUfD_0YdwnNnunAJF8V47U3QHXSq";
 const DEMO_USER: &str = "aobEdbYhXfu5hkeqG";
 
 /// A started child; killed if the test ends without stopping it.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stderr: tempfile::NamedTempFile,
 }
@@ -36,12 +36,12 @@ impl Drop for Running {
 }
 
 impl Running {
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(self.stderr.path()).expect("stderr file reads")
     }
 
     /// Waits up to 10 s for the child to exit.
-    async fn wait(&mut self) -> ExitStatus {
+    pub(crate) async fn wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + GIVE_UP_AFTER;
         loop {
             if let Some(status) = self.child.try_wait().expect("child status") {
@@ -58,12 +58,17 @@ impl Running {
 
     /// Sends SIGTERM through `kill(1)`.
     fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, `KILL`, ...) through `kill(1)`.
+    pub(crate) fn signal(&self, name: &str) {
         let sent = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .expect("kill runs");
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sent.success(), "kill -{name} failed");
     }
 }
 
@@ -91,7 +96,7 @@ fn start(args: &[&str], vars: &[(&str, &str)]) -> Running {
 ///
 /// `--bind 127.0.0.1:0` keeps a start that wrongly succeeds off any real port;
 /// the bounded wait then fails the test instead of hanging.
-async fn refused(args: &[&str], vars: &[(&str, &str)]) -> String {
+pub(crate) async fn refused(args: &[&str], vars: &[(&str, &str)]) -> String {
     let mut all = vec!["--bind", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut child = start(&all, vars);
@@ -111,13 +116,13 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
-fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
 /// Starts `presenced` on a port the kernel picks (`--bind 127.0.0.1:0`) and
 /// returns it with the port it logged, so no other test can be on that port.
-async fn start_listening(args: &[&str], vars: &[(&str, &str)]) -> (Running, u16) {
+pub(crate) async fn start_listening(args: &[&str], vars: &[(&str, &str)]) -> (Running, u16) {
     let mut all = vec!["--bind", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut child = start(&all, vars);

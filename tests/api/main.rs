@@ -12,5 +12,6 @@ mod invariant;
 mod persistence;
 mod polling;
 mod presence;
+mod signals;
 mod startup;
 mod status;
