@@ -51,6 +51,27 @@ pub struct UserImage {
     pub connections: Vec<ConnectionImage>,
 }
 
+impl UserImage {
+    /// A user as `PUT /internal/v1/users/{id}` with just a username (the id)
+    /// creates it: active, no roles, chosen online, offline.
+    pub fn new(id: &str) -> UserImage {
+        UserImage {
+            id: id.to_owned(),
+            username: id.to_owned(),
+            name: None,
+            utc_offset: None,
+            avatar_etag: None,
+            is_admin: false,
+            active: true,
+            chosen: Status::Online,
+            status: Status::Offline,
+            status_text: String::new(),
+            tokens: Vec::new(),
+            connections: Vec::new(),
+        }
+    }
+}
+
 /// One open connection as plain data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionImage {
@@ -352,7 +373,7 @@ impl Restoring {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_indexes_exact, roster, run, step, store, TTL};
+    use super::super::tests::{assert_indexes_exact, every_user, roster, run, step, store, TTL};
     use super::*;
     use proptest::prelude::*;
     use std::time::Duration;
@@ -360,13 +381,7 @@ mod tests {
     /// Every user of `store` as images, sorted by id, refresh times left out
     /// (they are wall-clock readings taken during the walk).
     fn images(store: &Store) -> Vec<UserImage> {
-        let mut all = Vec::new();
-        store
-            .export(|users| {
-                all.extend(users);
-                Ok::<(), Moved>(())
-            })
-            .unwrap();
+        let mut all = every_user(store);
         all.sort_by(|a, b| a.id.cmp(&b.id));
         for user in &mut all {
             user.connections.sort_by(|a, b| a.id.cmp(&b.id));
@@ -439,20 +454,7 @@ mod tests {
     }
 
     fn user(id: &str) -> UserImage {
-        UserImage {
-            id: id.to_owned(),
-            username: id.to_owned(),
-            name: None,
-            utc_offset: None,
-            avatar_etag: None,
-            is_admin: false,
-            active: true,
-            chosen: Status::Online,
-            status: Status::Offline,
-            status_text: String::new(),
-            tokens: Vec::new(),
-            connections: Vec::new(),
-        }
+        UserImage::new(id)
     }
 
     fn connection(id: &str, refreshed_at_ms: i64) -> ConnectionImage {

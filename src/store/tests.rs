@@ -228,10 +228,8 @@ fn a_reader_following_the_log_converges_while_writer_threads_race() {
     assert_indexes_exact(&store);
 }
 
-/// Every user and what the indexes say of it: each username finds its owner,
-/// no name is held twice, each connection is refused to a stranger exactly
-/// when someone holds it, and once closed is free to open.
-pub(super) fn assert_indexes_exact(store: &Store) {
+/// Every user of `store`, as [`Store::export`] hands them out.
+pub(super) fn every_user(store: &Store) -> Vec<UserImage> {
     let mut everyone = Vec::new();
     store
         .export(|users| {
@@ -239,6 +237,14 @@ pub(super) fn assert_indexes_exact(store: &Store) {
             Ok::<(), Moved>(())
         })
         .unwrap();
+    everyone
+}
+
+/// Every user and what the indexes say of it: each username finds its owner,
+/// no name is held twice, each connection is refused to a stranger exactly
+/// when someone holds it, and once closed is free to open.
+pub(super) fn assert_indexes_exact(store: &Store) {
+    let everyone = every_user(store);
     let mut names = BTreeMap::new();
     for user in &everyone {
         assert_eq!(

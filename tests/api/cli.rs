@@ -56,6 +56,14 @@ impl Running {
         }
     }
 
+    /// Waits for the child to exit, asserts its exit code and returns its stderr.
+    pub(crate) async fn exits_with(&mut self, code: i32) -> String {
+        let status = self.wait().await;
+        let stderr = self.stderr();
+        assert_eq!(status.code(), Some(code), "{status}; stderr:\n{stderr}");
+        stderr
+    }
+
     /// Sends SIGTERM through `kill(1)`.
     fn terminate(&self) {
         self.signal("TERM");
@@ -279,13 +287,7 @@ async fn demo_answers_the_upstream_pages_curl_and_sigterm_exits_0() {
     }
 
     child.terminate();
-    let status = child.wait().await;
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{status}; stderr:\n{}",
-        child.stderr()
-    );
+    child.exits_with(0).await;
 }
 
 #[tokio::test]

@@ -231,21 +231,15 @@ async fn a_missing_snapshot_is_a_fresh_start_that_writes_one() {
 
 /// `dir/blocker/presence.snapshot`, with `blocker` a regular file: writing
 /// there fails whoever runs the test, root included.
-fn under_a_regular_file(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn under_a_regular_file(dir: &Path) -> (PathBuf, PathBuf) {
     let blocker = dir.join("blocker");
     std::fs::write(&blocker, b"not a directory").expect("blocker written");
     (blocker.clone(), blocker.join(SNAPSHOT))
 }
 
-#[tokio::test]
-async fn an_unwritable_path_shows_in_ready_while_serving_and_clears_once_a_write_succeeds() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (blocker, path) = under_a_regular_file(dir.path());
-    let mut settings = persisted_in(dir.path());
-    settings.persistence.path = Some(path.clone());
-    settings.persistence.interval = Duration::from_secs(1);
-    let serving = start(&settings);
-    let app = &serving.app;
+/// Waits until `/ready` reports that writing `path` fails, then checks that
+/// the service still serves reads and writes (creating user `jane`).
+pub(crate) async fn failing_writes_leave_it_serving(app: &TestApp, path: &Path) {
     wait_until("/ready reports the failed write", || async {
         ready(app).await.0 == StatusCode::SERVICE_UNAVAILABLE
     })
@@ -258,10 +252,21 @@ async fn an_unwritable_path_shows_in_ready_while_serving_and_clears_once_a_write
         "{reason}"
     );
     assert!(reason.contains("Not a directory"), "{reason}");
-    // Still serving, reads and writes alike.
     let jane = app.login("jane").await;
     app.connect("jane", "online").await;
     assert!(app.presence(&jane, "").await.user("jane").is_some());
+}
+
+#[tokio::test]
+async fn an_unwritable_path_shows_in_ready_while_serving_and_clears_once_a_write_succeeds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (blocker, path) = under_a_regular_file(dir.path());
+    let mut settings = persisted_in(dir.path());
+    settings.persistence.path = Some(path.clone());
+    settings.persistence.interval = Duration::from_secs(1);
+    let serving = start(&settings);
+    let app = &serving.app;
+    failing_writes_leave_it_serving(app, &path).await;
 
     std::fs::remove_file(&blocker).expect("blocker removed");
     std::fs::create_dir(&blocker).expect("directory made");

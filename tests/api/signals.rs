@@ -8,11 +8,12 @@
 
 use crate::cli::{path_str, refused, start_listening};
 use crate::helpers::*;
+use crate::persistence::{failing_writes_leave_it_serving, under_a_regular_file};
 use presenced::persistence::{load, temp_path, Loaded};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -57,13 +58,7 @@ async fn sigterm_and_sigint_drain_then_write_the_final_snapshot_and_exit_0() {
         app.connect("jane", "online").await;
 
         child.signal(signal);
-        let status = child.wait().await;
-        let stderr = child.stderr();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "SIG{signal}: {status}; stderr:\n{stderr}"
-        );
+        let stderr = child.exits_with(0).await;
         assert!(stderr.contains("holds the final state"), "{stderr}");
         let snapshot = loaded(&path);
         assert_eq!(snapshot.users, 1, "SIG{signal}");
@@ -130,13 +125,7 @@ async fn a_request_in_flight_when_sigterm_arrives_is_answered_and_saved() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(stream);
 
-    let status = child.wait().await;
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{status}; stderr:\n{}",
-        child.stderr()
-    );
+    child.exits_with(0).await;
     assert!(loaded(&path).store.contains("late"));
 }
 
@@ -230,7 +219,7 @@ async fn sigkill_during_a_snapshot_write_leaves_the_previous_snapshot_to_load() 
         .await;
     assert_eq!(answer.body["connectionStatus"], "online", "{}", answer.body);
     child.signal("TERM");
-    assert_eq!(child.wait().await.code(), Some(0));
+    child.exits_with(0).await;
 }
 
 /// A real snapshot of three users, written by a server stopped as SIGTERM would.
@@ -325,29 +314,18 @@ async fn a_damaged_snapshot_stops_start_up_naming_file_and_line_and_is_left_as_i
 async fn an_unwritable_path_is_logged_and_in_ready_while_serving_and_the_last_write_failing_exits_1(
 ) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let blocker = dir.path().join("blocker");
-    std::fs::write(&blocker, b"a regular file").expect("blocker written");
-    let path: PathBuf = blocker.join(SNAPSHOT);
+    let (_, path) = under_a_regular_file(dir.path());
     let vars = persisted_env(&path, "1");
     let (mut child, port) = start_listening(&[], &borrowed(&vars)).await;
-    let app = TestApp::at(port);
-    wait_until("/ready reports the failed write", || async {
-        send(app.client.get(app.url("/ready"))).await.status == StatusCode::SERVICE_UNAVAILABLE
-    })
-    .await;
+    failing_writes_leave_it_serving(&TestApp::at(port), &path).await;
     let stderr = child.stderr();
     assert!(
         stderr.contains(&format!("snapshot: {}: cannot create", path.display())),
         "{stderr}"
     );
     assert!(stderr.contains("the service keeps serving"), "{stderr}");
-    let jane = app.login("jane").await;
-    app.connect("jane", "online").await;
-    assert!(app.presence(&jane, "").await.user("jane").is_some());
 
     child.signal("TERM");
-    let status = child.wait().await;
-    let stderr = child.stderr();
-    assert_eq!(status.code(), Some(1), "{status}; stderr:\n{stderr}");
+    let stderr = child.exits_with(1).await;
     assert!(stderr.contains("the final snapshot failed"), "{stderr}");
 }
