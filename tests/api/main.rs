@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod batch;
+mod browser;
 mod cli;
 mod expiry;
 mod ingest;
