@@ -78,13 +78,16 @@ struct Script {
 impl Script {
     fn start(script: &str, vars: &[(&str, &str)]) -> Script {
         let output = tempfile::NamedTempFile::new().expect("temp file");
+        // One open file for both streams, so they share an offset and interleave.
+        let stdout = output.reopen().expect("temp file reopens");
+        let stderr = stdout.try_clone().expect("file handle clones");
         let child = Command::new("node")
             .arg(script)
             .current_dir(browser_dir())
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
-            .stdout(output.reopen().expect("temp file reopens"))
-            .stderr(output.reopen().expect("temp file reopens"))
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("node starts");
         Script { child, output }
