@@ -1280,7 +1280,12 @@ mod tests {
     #[test]
     fn ui_roster_must_be_a_boolean_in_the_file_and_in_the_environment() {
         assert!(from_file("[ui]\nroster = true").unwrap().ui.roster);
-        assert!(!from_env(&[("PRESENCED_UI_ROSTER", "no")]).unwrap().ui.roster);
+        assert!(
+            !from_env(&[("PRESENCED_UI_ROSTER", "no")])
+                .unwrap()
+                .ui
+                .roster
+        );
         let msg = message(from_file("[ui]\nroster = \"yes\""));
         assert_eq!(
             msg,

@@ -40,9 +40,10 @@ impl RouteOptions {
             .route("/ready", web::get().to(probes::ready))
             .route("/metrics", web::get().to(probes::metrics));
         if let Some(roster) = self.roster.clone() {
-            cfg.route(
-                "/",
-                web::get().to(move || std::future::ready(roster.respond())),
+            cfg.service(
+                web::resource("/")
+                    .route(web::get().to(move || std::future::ready(roster.respond())))
+                    .default_service(web::to(not_found)),
             );
         }
     }

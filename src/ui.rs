@@ -6,6 +6,7 @@
 //! drift from the client it was shipped with.
 
 use crate::demo;
+use crate::http::not_found;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
@@ -27,10 +28,19 @@ const CREDENTIALS_SLOT: &str =
 
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
-/// Mounts the client inside the `/client` scope (see `startup::routes`).
+/// Mounts the client inside the `/client` scope (see `startup::routes`). As
+/// everywhere, a known path with an unknown method is a 404.
 pub fn configure_client(cfg: &mut web::ServiceConfig) {
-    cfg.route("/presence.js", web::get().to(client_script))
-        .route("/presence.mjs", web::get().to(client_module));
+    cfg.service(
+        web::resource("/presence.js")
+            .route(web::get().to(client_script))
+            .default_service(web::to(not_found)),
+    )
+    .service(
+        web::resource("/presence.mjs")
+            .route(web::get().to(client_module))
+            .default_service(web::to(not_found)),
+    );
 }
 
 async fn client_script() -> HttpResponse {

@@ -22,7 +22,8 @@ pub const MAX_AGE_SECS: usize = 600;
 
 /// The request headers a page may send: the Rocket.Chat auth pair, JSON bodies, and
 /// the revalidation that turns an unchanged answer into a 304.
-pub const ALLOWED_HEADERS: [&str; 4] = ["x-user-id", "x-auth-token", "content-type", "if-none-match"];
+pub const ALLOWED_HEADERS: [&str; 4] =
+    ["x-user-id", "x-auth-token", "content-type", "if-none-match"];
 
 /// The response headers a page may read besides the CORS-safelisted ones: the tag to
 /// revalidate with, and how long to back off.

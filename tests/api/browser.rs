@@ -46,7 +46,9 @@ fn missing(needs: Needs) -> Option<String> {
         }
         let playwright = browser_dir().join("node_modules/playwright-core/package.json");
         if !playwright.exists() {
-            return Some("tests/browser/node_modules is missing (npm ci in tests/browser)".to_owned());
+            return Some(
+                "tests/browser/node_modules is missing (npm ci in tests/browser)".to_owned(),
+            );
         }
     }
     None
@@ -146,7 +148,10 @@ async fn run(script: &str, vars: &[(&str, &str)]) {
     let status = node.wait().await;
     let output = node.output();
     println!("{output}");
-    assert!(status.success(), "node {script}: {status}; output:\n{output}");
+    assert!(
+        status.success(),
+        "node {script}: {status}; output:\n{output}"
+    );
 }
 
 #[tokio::test]
