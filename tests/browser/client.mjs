@@ -33,7 +33,11 @@ async function startProxy(upstream) {
     try {
       if (fault && fault.kind === 'status') {
         res.writeHead(fault.status, fault.retryAfter ? { 'Retry-After': String(fault.retryAfter) } : {});
-        res.end();
+        res.end(fault.body);
+        return;
+      }
+      if (fault && fault.kind === 'hang') {
+        // Never answers; the client's timeout has to give up on it.
         return;
       }
       if (fault && fault.kind === 'drop') {
@@ -108,7 +112,8 @@ await a.connect('u3', 'away');
 
 const proxy = await startProxy(A);
 cleanups.push(proxy.close);
-const client = new PresenceClient({ baseUrl: proxy.url + '/', ...caller, intervalMs: INTERVAL, maxBackoffMs: 2000 });
+const TIMEOUT = 1000;
+const client = new PresenceClient({ baseUrl: proxy.url + '/', ...caller, intervalMs: INTERVAL, maxBackoffMs: 2000, timeoutMs: TIMEOUT });
 const changes = [];
 const polls = [];
 client.addEventListener('change', (e) => changes.push(e.detail));
@@ -190,6 +195,26 @@ assert.ok(f.gap >= 1000 - 5, `retried after ${f.gap} ms`);
 const failedPoll = polls.find((p) => p.status === 503);
 assert.equal(failedPoll.ok, false);
 assert.ok(failedPoll.nextPollMs >= 1000, JSON.stringify(failedPoll));
+
+step('Retry-After as an HTTP date is honoured too');
+f = await faulted({ kind: 'status', status: 429, retryAfter: new Date(Date.now() + 2000).toUTCString() });
+// The date has whole seconds, so up to one of the two is lost.
+assert.ok(f.gap >= 900, `retried after ${f.gap} ms`);
+
+step('an answer that is not a presence answer is an error, not an empty map');
+const mapBefore = sortById(client.users().values());
+f = await faulted({ kind: 'status', status: 200, body: '{"success":false}' });
+assert.ok(f.gap >= 2 * INTERVAL - 5, `retried after ${f.gap} ms`);
+const odd = polls.find((p) => p.status === 200 && !p.ok);
+assert.match(odd.error, /unexpected answer/);
+f = await faulted({ kind: 'status', status: 200, body: 'not json' });
+assert.ok(polls.filter((p) => p.status === 200 && !p.ok).length >= 2);
+assert.deepEqual(sortById(client.users().values()), mapBefore, 'the map is untouched');
+
+step('a request that never answers times out and is retried');
+f = await faulted({ kind: 'hang' });
+assert.ok(f.gap >= TIMEOUT + 2 * INTERVAL - 5, `retried after ${f.gap} ms`);
+assert.ok(polls.some((p) => p.status === 0 && /timed out after 1000 ms/.test(p.error)), 'the timeout is reported');
 
 step('429 and dropped connections back off exponentially');
 f = await faulted({ kind: 'status', status: 429 });

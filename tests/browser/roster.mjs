@@ -203,17 +203,22 @@ try {
     Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
     document.dispatchEvent(new Event('visibilitychange'));
   });
-  // The poll in flight and the timer already set may still run once each.
-  await delay(2 * INTERVAL + 300);
-  const hiddenCount = await page.evaluate(() => window.polls.length);
+  // The poll in flight and the timer already set may still run once each: wait until
+  // two intervals pass without a poll, then make sure three more do too.
+  const pollCount = () => page.evaluate(() => window.polls.length);
+  const hiddenCount = await eventually('polling to stop while hidden', async () => {
+    const before = await pollCount();
+    await delay(2 * INTERVAL + 100);
+    const after = await pollCount();
+    return after === before && after;
+  }, 10_000);
   await delay(3 * INTERVAL);
-  assert.equal(await page.evaluate(() => window.polls.length), hiddenCount, 'no poll while hidden');
+  assert.equal(await pollCount(), hiddenCount, 'no poll while hidden');
   await page.evaluate(() => {
     Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
     document.dispatchEvent(new Event('visibilitychange'));
   });
-  await eventually('a poll after the page is shown', async () =>
-    (await page.evaluate(() => window.polls.length)) > hiddenCount, 3000);
+  await eventually('a poll after the page is shown', async () => (await pollCount()) > hiddenCount, 3000);
 
   step('the allowed origin reads the API, imports the module, but not the internal API or the probes');
   assert.equal(await fetchFrom(page, `${presencedUrl}/api/v1/users.presence`, AUTH), 'status 200');
