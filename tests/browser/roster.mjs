@@ -102,10 +102,10 @@ async function startStaticServer() {
   return `http://127.0.0.1:${server.address().port}`;
 }
 
-/** Starts presenced --demo allowing `origin`; resolves with its URL once /health answers. */
-async function startPresenced(origin) {
-  const child = spawn(BIN, ['--demo', '--bind', '127.0.0.1:0'], {
-    env: { PATH: process.env.PATH, PRESENCED_CORS_ALLOWED_ORIGINS: origin },
+/** Starts presenced with `args` and `vars`; resolves with its URL once /health answers. */
+async function startPresenced(args, vars) {
+  const child = spawn(BIN, [...args, '--bind', '127.0.0.1:0'], {
+    env: { PATH: process.env.PATH, ...vars },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
@@ -155,7 +155,7 @@ try {
   const disallowed = await startStaticServer();
 
   step(`presenced --demo, allowing ${allowed}`);
-  presencedUrl = await startPresenced(allowed);
+  presencedUrl = await startPresenced(['--demo'], { PRESENCED_CORS_ALLOWED_ORIGINS: allowed });
   const internal = ingest(presencedUrl, DEMO_INGEST_TOKEN);
 
   step('chromium');
@@ -301,6 +301,42 @@ try {
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
   await roster.screenshot({ path: SCREENSHOT });
   assert.ok(fs.statSync(SCREENSHOT).size > 10_000, 'the screenshot has content');
+
+  step('without --demo, PRESENCED_UI_ROSTER=true serves a roster that asks for credentials');
+  const plainUrl = await startPresenced([], { PRESENCED_UI_ROSTER: 'true', PRESENCED_INGEST_TOKEN: 'roster-test' });
+  const plain = ingest(plainUrl, 'roster-test');
+  await plain.user('viewer');
+  await plain.token('viewer', 'viewer-token');
+  await plain.user('alice', { name: 'Alice', utcOffset: 5.5 });
+  await plain.connect('alice', 'online');
+  const asking = await browser.newPage();
+  asking.on('console', (m) => m.type() === 'error' && pageErrors.push(`${asking.url()}: ${m.text()}`));
+  await asking.goto(`${plainUrl}/`);
+  assert.equal(await asking.locator('#roster').isVisible(), false);
+  assert.doesNotMatch(await asking.content(), /aobEdbYhXfu5hkeqG/, 'no demo credentials outside --demo');
+  await asking.locator('input[name="userId"]').fill('viewer');
+  await asking.locator('input[name="authToken"]').fill('viewer-token');
+  await asking.locator('#login button').click();
+  await asking.locator('tr[data-id="alice"][data-status="online"]').waitFor();
+  assert.equal(await asking.locator('#login').isVisible(), false);
+  assert.match(await asking.locator('tr[data-id="alice"] td.time').textContent(), /\(UTC\+5:30\)$/);
+  assert.equal(new URL(asking.url()).hash, '#userId=viewer&authToken=viewer-token');
+  // The fragment alone is enough, on a fresh load.
+  const linked = await browser.newPage();
+  linked.on('console', (m) => m.type() === 'error' && pageErrors.push(`${linked.url()}: ${m.text()}`));
+  await linked.goto(`${plainUrl}/#userId=viewer&authToken=viewer-token`);
+  await linked.locator('tr[data-id="alice"]').waitFor();
+  assert.equal(await linked.locator('#login').isVisible(), false);
+  // A wrong token is shown as a failing poll (its 401 is an expected console error)...
+  const refused = await browser.newPage();
+  await refused.goto(`${plainUrl}/#userId=viewer&authToken=wrong`);
+  await refused.locator('#last-poll.failed').waitFor();
+  assert.match(await refused.locator('#last-poll').textContent(), /poll failed .*HTTP 401.*retrying in/);
+  assert.equal(await refused.locator('tbody tr').count(), 0);
+  // ...and correcting the fragment starts over with the new credentials.
+  await refused.evaluate(() => { location.hash = 'userId=viewer&authToken=viewer-token'; });
+  await refused.locator('tr[data-id="alice"]').waitFor();
+  assert.equal(await refused.locator('#last-poll.failed').count(), 0);
 
   assert.deepEqual(pageErrors, [], 'no page errors and no console errors (CSP included)');
   await cleanup();
