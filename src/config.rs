@@ -34,6 +34,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// The `[log]` section.
     pub log: LogSettings,
+    /// The `[ui]` section: pages for people.
+    pub ui: UiSettings,
 }
 
 /// The `[server]` section.
@@ -115,6 +117,13 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// The `[ui]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UiSettings {
+    /// Serve the live roster page at `/`; `--demo` serves it whatever this says (`ui.roster`).
+    pub roster: bool,
+}
+
 /// A log level, from `log.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -191,6 +200,7 @@ impl Default for Settings {
                 level: LogLevel::Info,
                 format: LogFormat::Text,
             },
+            ui: UiSettings { roster: false },
         }
     }
 }
@@ -406,6 +416,7 @@ const KEYS: &[Key] = &[
     key("cluster", "redis_url", Kind::Str),
     key("log", "level", Kind::Str),
     key("log", "format", Kind::Str),
+    key("ui", "roster", Kind::Bool),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the
@@ -506,6 +517,7 @@ struct RawSettings {
     cors: RawCors,
     cluster: RawCluster,
     log: RawLog,
+    ui: RawUi,
 }
 
 #[derive(Deserialize, Default)]
@@ -558,6 +570,12 @@ struct RawCluster {
 struct RawLog {
     level: Option<String>,
     format: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawUi {
+    roster: Option<bool>,
 }
 
 const REDIS_SCHEMES: [&str; 3] = ["redis://", "rediss://", "unix://"];
@@ -613,6 +631,7 @@ impl RawSettings {
             cors,
             cluster,
             log,
+            ui,
         } = self;
         let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
@@ -697,6 +716,10 @@ impl RawSettings {
                 _ => return Err(from.bad("log.format", &v, "invalid", &"text or json")),
             };
         }
+
+        if let Some(v) = ui.roster {
+            s.ui.roster = v;
+        }
         Ok(s)
     }
 }
@@ -774,6 +797,7 @@ mod tests {
         ),
         ("log.level", "DEBUG", r#""debug""#),
         ("log.format", "json", r#""json""#),
+        ("ui.roster", "YES", "true"),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -825,6 +849,7 @@ mod tests {
         assert_eq!(s.log.level, LogLevel::Info);
         assert_eq!(s.log.level.as_str(), "info");
         assert_eq!(s.log.format, LogFormat::Text);
+        assert!(!s.ui.roster);
         assert_eq!(Settings::load(None, env(&[])).unwrap(), s);
     }
 
@@ -913,6 +938,7 @@ mod tests {
                 level: LogLevel::Debug,
                 format: LogFormat::Json,
             },
+            ui: UiSettings { roster: true },
         };
         assert_eq!(from_file(&text).unwrap(), expected);
     }
@@ -1248,6 +1274,27 @@ mod tests {
         assert_eq!(
             from_file("log.format = \"JSON\"").unwrap().log.format,
             LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn ui_roster_must_be_a_boolean_in_the_file_and_in_the_environment() {
+        assert!(from_file("[ui]\nroster = true").unwrap().ui.roster);
+        assert!(
+            !from_env(&[("PRESENCED_UI_ROSTER", "no")])
+                .unwrap()
+                .ui
+                .roster
+        );
+        let msg = message(from_file("[ui]\nroster = \"yes\""));
+        assert_eq!(
+            msg,
+            "config/x.toml: ui.roster has the wrong type: expected a boolean, not string"
+        );
+        let msg = message(from_env(&[("PRESENCED_UI_ROSTER", "sometimes")]));
+        assert!(
+            msg.starts_with("env PRESENCED_UI_ROSTER = \"sometimes\" is not valid for ui.roster"),
+            "{msg}"
         );
     }
 

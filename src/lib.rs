@@ -13,11 +13,12 @@
 //! - [`store`]: the [`store::Store`] handle: user map, change log, connection expiry.
 //! - [`api`]: the public Rocket.Chat-compatible routes and their auth.
 //! - [`ingest`]: the internal `/internal/v1` routes the chat server pushes to.
-//! - [`http`]: the error type and bodies shared by both APIs.
+//! - [`http`]: the error type and bodies shared by both APIs, cross-origin access.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`startup`]: [`startup::Application`], binding and running it all.
 //! - [`background`]: tasks that stop when their owner drops them.
 //! - [`demo`]: the `--demo` seed and churn.
+//! - [`ui`]: the browser polling client and the roster page, compiled in.
 //!
 //! Data flows one way: the HTTP edge parses into domain types, the store applies
 //! and logs the change, readers render what they read and cache whole answers.
@@ -32,6 +33,7 @@ pub mod ingest;
 pub mod probes;
 pub mod startup;
 pub mod store;
+pub mod ui;
 
 pub use config::Settings;
 pub use startup::Application;

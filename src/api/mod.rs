@@ -10,22 +10,22 @@ pub mod status;
 use crate::http::not_found;
 use actix_web::web;
 
-/// Mounts the public routes. A known path with an unknown method is a 404 too,
-/// as upstream answers.
+/// Mounts the public routes inside the `/api/v1` scope (see `startup::routes`). A
+/// known path with an unknown method is a 404 too, as upstream answers.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/v1/users.presence")
+        web::resource("/users.presence")
             .route(web::get().to(presence::get))
             .route(web::post().to(presence::post))
             .default_service(web::to(not_found)),
     )
     .service(
-        web::resource("/api/v1/users.setStatus")
+        web::resource("/users.setStatus")
             .route(web::post().to(status::set))
             .default_service(web::to(not_found)),
     )
     .service(
-        web::resource("/api/v1/users.getStatus")
+        web::resource("/users.getStatus")
             .route(web::get().to(status::get))
             .default_service(web::to(not_found)),
     );

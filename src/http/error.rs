@@ -137,6 +137,15 @@ impl ApiError {
         )
     }
 
+    /// 400 `error-cors-refused`: a preflight that the cross-origin policy refuses.
+    pub fn cors_refused(reason: String) -> ApiError {
+        ApiError::typed(
+            StatusCode::BAD_REQUEST,
+            "error-cors-refused",
+            format!("cross-origin preflight refused: {reason} (see cors.allowed_origins)"),
+        )
+    }
+
     /// Returns the `errorType` of the body, if it has one.
     pub fn error_type(&self) -> Option<&'static str> {
         match self.kind {

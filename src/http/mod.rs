@@ -2,6 +2,7 @@
 //! bodies, bounded JSON bodies, the state handlers share, and the 404 fallback.
 
 pub mod body;
+pub mod cors;
 pub mod encoding;
 pub mod error;
 pub mod etag;

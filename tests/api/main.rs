@@ -5,7 +5,9 @@ mod helpers;
 
 mod auth;
 mod batch;
+mod browser;
 mod cli;
+mod cors;
 mod expiry;
 mod ingest;
 mod invariant;
@@ -13,3 +15,4 @@ mod polling;
 mod presence;
 mod startup;
 mod status;
+mod ui;
