@@ -177,7 +177,14 @@ async fn the_roster_page_and_a_cross_origin_page_follow_the_demo_in_chromium() {
     if !prerequisites_met("roster.mjs", Needs::NodeAndChromium) {
         return;
     }
-    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/roster.png");
+    // Into target/ on every run, so tests leave the work tree clean;
+    // `PRESENCED_UPDATE_SCREENSHOT=1 cargo test roster` refreshes the README's copy.
+    let into = if std::env::var_os("PRESENCED_UPDATE_SCREENSHOT").is_some() {
+        "docs/roster.png"
+    } else {
+        "target/roster.png"
+    };
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join(into);
     run(
         "roster.mjs",
         &[
