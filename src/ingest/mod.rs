@@ -6,7 +6,7 @@ mod ops;
 mod routes;
 
 pub use auth::IngestAuth;
-pub use ops::{parse_batch_op, parse_op, OpKind};
+pub use ops::{parse_batch_op, parse_op, Fields, OpKind};
 
 use crate::http::not_found;
 use actix_web::web;
