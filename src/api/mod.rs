@@ -7,26 +7,21 @@ pub mod presence;
 pub mod query;
 pub mod status;
 
-use crate::http::not_found;
+use crate::http::resource;
 use actix_web::web;
 
 /// Mounts the public routes. A known path with an unknown method is a 404 too,
 /// as upstream answers.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/v1/users.presence")
+        resource("", "/api/v1/users.presence")
             .route(web::get().to(presence::get))
-            .route(web::post().to(presence::post))
-            .default_service(web::to(not_found)),
+            .route(web::post().to(presence::post)),
     )
     .service(
-        web::resource("/api/v1/users.setStatus")
-            .route(web::post().to(status::set))
-            .default_service(web::to(not_found)),
+        resource("", "/api/v1/users.setStatus").route(web::post().to(status::set)),
     )
     .service(
-        web::resource("/api/v1/users.getStatus")
-            .route(web::get().to(status::get))
-            .default_service(web::to(not_found)),
+        resource("", "/api/v1/users.getStatus").route(web::get().to(status::get)),
     );
 }
