@@ -174,4 +174,15 @@ mod tests {
             StoreOptions::default()
         );
     }
+
+    #[test]
+    fn only_placeholder_tokens_off_loopback_are_refused() {
+        let mut settings = Settings::default();
+        settings.server.bind = "0.0.0.0:3000".parse().unwrap();
+        assert!(refuse_placeholder_token(&settings, Some("change-me")).is_err());
+        assert!(refuse_placeholder_token(&settings, Some("k3Jd93-strong-Xq0")).is_ok());
+        assert!(refuse_placeholder_token(&settings, None).is_ok());
+        settings.server.bind = "[::1]:3000".parse().unwrap();
+        assert!(refuse_placeholder_token(&settings, Some("change-me")).is_ok());
+    }
 }
