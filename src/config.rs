@@ -768,7 +768,8 @@ impl RawSettings {
         }
 
         if let Some(v) = limits.set_status_per_minute {
-            s.limits.set_status_per_minute = from.int("limits.set_status_per_minute", v, 0..=10_000)?;
+            s.limits.set_status_per_minute =
+                from.int("limits.set_status_per_minute", v, 0..=10_000)?;
         }
         if let Some(v) = limits.failed_auth_per_minute {
             s.limits.failed_auth_per_minute =
@@ -1139,9 +1140,14 @@ mod tests {
         );
         let msg = message(from_env(&[("PRESENCED_SERVER_MAX_HEADER_BYTES", "512")]));
         assert!(msg.contains("expected 1024..=65536"), "{msg}");
-        let msg = message(from_env(&[("PRESENCED_LIMITS_FAILED_AUTH_PER_MINUTE", "-1")]));
+        let msg = message(from_env(&[(
+            "PRESENCED_LIMITS_FAILED_AUTH_PER_MINUTE",
+            "-1",
+        )]));
         assert!(
-            msg.starts_with("limits.failed_auth_per_minute = -1 is out of range: expected 0..=10000"),
+            msg.starts_with(
+                "limits.failed_auth_per_minute = -1 is out of range: expected 0..=10000"
+            ),
             "{msg}"
         );
         let msg = message(from_file("[limits]\nforwarded_for_hops = 17"));

@@ -11,8 +11,7 @@ use crate::store::{Store, StoreStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// The `Content-Type` of the exposition.
@@ -199,9 +198,9 @@ const FIGURES: [Figure; 7] = [
         help: "Seconds between the oldest change held in the log and now (0 when empty).",
         kind: MetricType::GAUGE,
         value: |s, now_ms| {
-            s.log
-                .oldest_ts
-                .map_or(0.0, |oldest| now_ms.saturating_sub(oldest).max(0) as f64 / 1000.0)
+            s.log.oldest_ts.map_or(0.0, |oldest| {
+                now_ms.saturating_sub(oldest).max(0) as f64 / 1000.0
+            })
         },
     },
     Figure {

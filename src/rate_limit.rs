@@ -253,7 +253,10 @@ mod tests {
         assert_eq!(again.remaining, 0);
         // A full period of quiet refills the whole bucket.
         let later = five.peek(&"u", 13_000 + 60_000);
-        assert_eq!((later.allowed, later.remaining, later.reset_in_ms), (true, 5, 0));
+        assert_eq!(
+            (later.allowed, later.remaining, later.reset_in_ms),
+            (true, 5, 0)
+        );
     }
 
     #[test]

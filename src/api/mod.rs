@@ -18,10 +18,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(presence::get))
             .route(web::post().to(presence::post)),
     )
-    .service(
-        resource("", "/api/v1/users.setStatus").route(web::post().to(status::set)),
-    )
-    .service(
-        resource("", "/api/v1/users.getStatus").route(web::get().to(status::get)),
-    );
+    .service(resource("", "/api/v1/users.setStatus").route(web::post().to(status::set)))
+    .service(resource("", "/api/v1/users.getStatus").route(web::get().to(status::get)));
 }

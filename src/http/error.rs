@@ -314,10 +314,12 @@ impl ResponseError for ApiError {
                 message,
                 error: message,
             }),
-            Kind::Forbidden | Kind::NotFound | Kind::TooManyRequests => serde_json::to_string(&PlainBody {
-                success: false,
-                error: message,
-            }),
+            Kind::Forbidden | Kind::NotFound | Kind::TooManyRequests => {
+                serde_json::to_string(&PlainBody {
+                    success: false,
+                    error: message,
+                })
+            }
             Kind::Typed(_, error_type) => serde_json::to_string(&TypedBody {
                 success: false,
                 error: message,

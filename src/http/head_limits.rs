@@ -58,7 +58,9 @@ mod tests {
         assert_eq!(check(TestRequest::with_uri(&path(100))), Ok(()));
         let refused = check(TestRequest::with_uri(&path(101))).unwrap_err();
         assert_eq!(refused.error_type(), Some("error-uri-too-long"));
-        assert!(refused.message().starts_with("URL: 101 bytes, longer than the limit of 100 bytes (server.max_url_bytes)"));
+        assert!(refused.message().starts_with(
+            "URL: 101 bytes, longer than the limit of 100 bytes (server.max_url_bytes)"
+        ));
     }
 
     #[test]
@@ -68,6 +70,8 @@ mod tests {
         assert_eq!(check(with(193)), Ok(()));
         let refused = check(with(194)).unwrap_err();
         assert_eq!(refused.error_type(), Some("error-headers-too-large"));
-        assert!(refused.message().contains("201 bytes in all, more than the limit of 200 bytes (server.max_header_bytes)"));
+        assert!(refused.message().contains(
+            "201 bytes in all, more than the limit of 200 bytes (server.max_header_bytes)"
+        ));
     }
 }

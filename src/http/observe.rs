@@ -138,7 +138,8 @@ where
         match inner.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(response)) => {
-                this.worker.record(response.request(), &response, *this.start);
+                this.worker
+                    .record(response.request(), &response, *this.start);
                 Poll::Ready(Ok(response.map_into_left_body()))
             }
             Poll::Ready(Err(error)) => {

@@ -89,9 +89,14 @@ pub enum StoreError {
     ConnectionOfAnotherUser(ConnectionId),
     TooManyTokens,
     /// The user already has `limit` connections.
-    TooManyConnections { user: UserId, limit: usize },
+    TooManyConnections {
+        user: UserId,
+        limit: usize,
+    },
     /// The store already holds `limit` users.
-    TooManyUsers { limit: usize },
+    TooManyUsers {
+        limit: usize,
+    },
 }
 
 impl fmt::Display for StoreError {

@@ -354,7 +354,11 @@ async fn json_logs_have_one_line_per_request_at_debug_and_never_a_token() {
         ("/internal/v1/users/jane", json!({"username": "jane"})),
         ("/internal/v1/users/jane/tokens", json!({"token": LOGIN})),
     ] {
-        let method = if path.ends_with("tokens") { "POST" } else { "PUT" };
+        let method = if path.ends_with("tokens") {
+            "POST"
+        } else {
+            "PUT"
+        };
         let response = client
             .request(method.parse().expect("method"), format!("{base}{path}"))
             .bearer_auth(INGEST)
@@ -378,24 +382,36 @@ async fn json_logs_have_one_line_per_request_at_debug_and_never_a_token() {
     assert_eq!(child.wait().await.code(), Some(0));
 
     let stderr = child.stderr();
-    assert!(!stderr.contains(INGEST), "the ingest token was logged:\n{stderr}");
-    assert!(!stderr.contains(LOGIN), "a login token was logged:\n{stderr}");
+    assert!(
+        !stderr.contains(INGEST),
+        "the ingest token was logged:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(LOGIN),
+        "a login token was logged:\n{stderr}"
+    );
     let lines: Vec<Value> = stderr
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let request = |route: &str, status: u64| {
-        lines.iter().find(|l| {
-            l["fields"]["route"] == route && l["fields"]["status"] == status
-        })
+        lines
+            .iter()
+            .find(|l| l["fields"]["route"] == route && l["fields"]["status"] == status)
     };
     let served = request("/api/v1/users.presence", 200).expect("a line for the poll");
     assert_eq!(served["level"], "DEBUG");
     assert_eq!(served["fields"]["message"], "request");
     assert_eq!(served["fields"]["method"], "GET");
-    assert!(served["fields"]["latency_ms"].as_f64().is_some(), "{served}");
+    assert!(
+        served["fields"]["latency_ms"].as_f64().is_some(),
+        "{served}"
+    );
     let refused = request("/api/v1/users.presence", 401).expect("a line for the 401");
     assert_eq!(refused["fields"]["reason"], "login-required", "{refused}");
-    assert!(request("/internal/v1/users/{id}", 200).is_some(), "{stderr}");
+    assert!(
+        request("/internal/v1/users/{id}", 200).is_some(),
+        "{stderr}"
+    );
 }

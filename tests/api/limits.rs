@@ -15,7 +15,12 @@ async fn a_url_over_max_url_bytes_is_414_naming_the_limit_and_the_post_form() {
     let jane = app.login("jane").await;
     let ids = vec!["jane"; 600].join(",");
     let answer = app
-        .public(&jane, Method::GET, &format!("/api/v1/users.presence?ids={ids}"), None)
+        .public(
+            &jane,
+            Method::GET,
+            &format!("/api/v1/users.presence?ids={ids}"),
+            None,
+        )
         .await;
     let error = answer.assert_error(414, "error-uri-too-long");
     assert!(error.contains("server.max_url_bytes"), "{error}");
@@ -24,7 +29,12 @@ async fn a_url_over_max_url_bytes_is_414_naming_the_limit_and_the_post_form() {
     // The same ids as a body are fine.
     let ids: Vec<&str> = vec!["jane"; 600];
     let answer = app
-        .public(&jane, Method::POST, "/api/v1/users.presence", Some(json!({ "ids": ids })))
+        .public(
+            &jane,
+            Method::POST,
+            "/api/v1/users.presence",
+            Some(json!({ "ids": ids })),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
@@ -43,7 +53,10 @@ async fn headers_over_max_header_bytes_are_431_naming_the_limit() {
     assert!(error.contains("4096"), "{error}");
     let text = app.metrics().await;
     assert_eq!(
-        sample(&text, r#"presenced_rejected_requests_total{reason="error-headers-too-large"}"#),
+        sample(
+            &text,
+            r#"presenced_rejected_requests_total{reason="error-headers-too-large"}"#
+        ),
         Some(1.0),
         "{text}"
     );
@@ -98,7 +111,12 @@ async fn actix_https_own_bounds_are_answered_not_dropped() {
         "expected a status line, got {long_uri:?}"
     );
     // The service still answers.
-    let health = app.client.get(app.url("/health")).send().await.expect("sent");
+    let health = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(health.status(), StatusCode::OK);
 }
 
@@ -122,8 +140,14 @@ async fn max_connections_per_user_is_configurable_and_refuses_one_more_with_the_
     let before = app.stats().await;
     let refused = open(&app, "c3", "u1").await;
     let error = refused.assert_error(400, "error-limit-exceeded");
-    assert!(error.contains("presence.max_connections_per_user"), "{error}");
-    assert!(error.contains("\"u1\" already has 2 open connections"), "{error}");
+    assert!(
+        error.contains("presence.max_connections_per_user"),
+        "{error}"
+    );
+    assert!(
+        error.contains("\"u1\" already has 2 open connections"),
+        "{error}"
+    );
     assert_eq!(app.stats().await["connections"], before["connections"]);
     // A heartbeat of an open one, and another user's connection, are fine.
     assert_eq!(open(&app, "c1", "u1").await.status, StatusCode::OK);
@@ -146,7 +170,10 @@ async fn max_connections_per_user_is_configurable_and_refuses_one_more_with_the_
     assert_eq!(errors[0]["index"], 1);
     assert_eq!(errors[0]["errorType"], "error-limit-exceeded");
     let error = errors[0]["error"].as_str().expect("text");
-    assert!(error.contains("presence.max_connections_per_user"), "{error}");
+    assert!(
+        error.contains("presence.max_connections_per_user"),
+        "{error}"
+    );
     assert_eq!(app.stats().await["connections"], 4);
 }
 
@@ -183,7 +210,8 @@ async fn max_users_refuses_a_new_user_with_507_and_frees_a_place_on_deletion() {
         "a refused creation changes nothing"
     );
     // Updating a user who exists is not a creation.
-    app.put_user("a", json!({"username": "a", "name": "Alice"})).await;
+    app.put_user("a", json!({"username": "a", "name": "Alice"}))
+        .await;
 
     // Through the batch: a deletion makes room for exactly one creation.
     let body = app
@@ -203,9 +231,17 @@ async fn max_users_refuses_a_new_user_with_507_and_frees_a_place_on_deletion() {
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| (e["index"].as_u64().unwrap_or(99), e["errorType"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap_or(99),
+                e["errorType"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(failed, [(0, "error-too-many-users"), (3, "error-too-many-users")]);
+    assert_eq!(
+        failed,
+        [(0, "error-too-many-users"), (3, "error-too-many-users")]
+    );
     assert_eq!(app.stats().await["users"], 2);
 }
 
@@ -222,7 +258,10 @@ async fn concurrent_creations_never_overshoot_max_users() {
         .await
     });
     let answers = futures_util::future::join_all(creations).await;
-    let created = answers.iter().filter(|a| a.status == StatusCode::OK).count();
+    let created = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .count();
     let refused = answers
         .iter()
         .filter(|a| a.status == StatusCode::INSUFFICIENT_STORAGE)

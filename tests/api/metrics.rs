@@ -18,12 +18,18 @@ async fn requests_are_counted_by_route_pattern_and_status_never_by_raw_path() {
     let text = app.metrics().await;
     let presence = r#"route="/api/v1/users.presence""#;
     assert_eq!(
-        sample(&text, &format!(r#"presenced_http_requests_total{{{presence},status="200"}}"#)),
+        sample(
+            &text,
+            &format!(r#"presenced_http_requests_total{{{presence},status="200"}}"#)
+        ),
         Some(3.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, &format!("presenced_http_request_duration_seconds_count{{{presence}}}")),
+        sample(
+            &text,
+            &format!("presenced_http_request_duration_seconds_count{{{presence}}}")
+        ),
         Some(3.0),
         "{text}"
     );
@@ -45,11 +51,17 @@ async fn requests_are_counted_by_route_pattern_and_status_never_by_raw_path() {
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"presenced_http_requests_total{route="unmatched",status="404"}"#),
+        sample(
+            &text,
+            r#"presenced_http_requests_total{route="unmatched",status="404"}"#
+        ),
         Some(1.0),
         "{text}"
     );
-    assert!(!text.contains("jane"), "a user id leaked into a label:\n{text}");
+    assert!(
+        !text.contains("jane"),
+        "a user id leaked into a label:\n{text}"
+    );
     assert!(!text.contains("/no/such/route"), "{text}");
 }
 
@@ -58,7 +70,12 @@ async fn refusals_are_counted_by_error_type_or_by_what_the_status_means() {
     let app = spawn_app().await;
     let jane = app.login("jane").await;
     let bad_from = app
-        .public(&jane, Method::GET, "/api/v1/users.presence?from=yesterday", None)
+        .public(
+            &jane,
+            Method::GET,
+            "/api/v1/users.presence?from=yesterday",
+            None,
+        )
         .await;
     bad_from.assert_error(400, "error-invalid-params");
     let stranger = Login {
@@ -98,7 +115,10 @@ async fn store_figures_are_read_when_scraped() {
     app.set_status("c", "busy").await;
 
     let text = app.metrics().await;
-    assert!(text.lines().any(|l| l == "# TYPE presenced_users gauge"), "{text}");
+    assert!(
+        text.lines().any(|l| l == "# TYPE presenced_users gauge"),
+        "{text}"
+    );
     for (name, value) in [
         ("presenced_users", 3.0),
         ("presenced_users_online", 3.0),
@@ -110,11 +130,18 @@ async fn store_figures_are_read_when_scraped() {
         assert_eq!(sample(&text, name), Some(value), "{name} in\n{text}");
     }
     let entries = app.stats().await["logEntries"].as_f64();
-    assert_eq!(sample(&text, "presenced_changelog_entries"), entries, "{text}");
+    assert_eq!(
+        sample(&text, "presenced_changelog_entries"),
+        entries,
+        "{text}"
+    );
     let span = sample(&text, "presenced_changelog_span_seconds").expect("span");
     assert!(span >= 0.0, "{text}");
     let head = sample(&text, "presenced_changelog_head").expect("head");
-    assert!(head >= 6.0, "three creations and three visible changes: {text}");
+    assert!(
+        head >= 6.0,
+        "three creations and three visible changes: {text}"
+    );
 }
 
 #[tokio::test]
@@ -135,9 +162,21 @@ async fn a_full_answer_rendered_once_then_reused_and_revalidated_is_counted() {
     app.presence(&jane, "ids=jane").await;
 
     let text = app.metrics().await;
-    assert_eq!(sample(&text, "presenced_snapshot_rebuilds_total"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "presenced_not_modified_total"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "presenced_answer_reuses_total"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "presenced_snapshot_rebuilds_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "presenced_not_modified_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "presenced_answer_reuses_total"),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(
         sample(
             &text,
@@ -147,5 +186,8 @@ async fn a_full_answer_rendered_once_then_reused_and_revalidated_is_counted() {
         "{text}"
     );
     // A 304 is not a refusal.
-    assert!(!text.contains("presenced_rejected_requests_total{"), "{text}");
+    assert!(
+        !text.contains("presenced_rejected_requests_total{"),
+        "{text}"
+    );
 }

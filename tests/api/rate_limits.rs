@@ -40,22 +40,38 @@ async fn status_messages_are_limited_per_user_with_upstreams_429_and_headers() {
         let (limit, left, reset) = rate_headers(&answer).expect("rate-limit headers");
         assert_eq!((limit, left), (3, remaining));
         // Rocket.Chat's X-RateLimit-Reset: ms since the epoch when the budget is whole again.
-        assert!(reset > before_ms && reset <= before_ms + 3 * 60_000 + 5_000, "{reset}");
+        assert!(
+            reset > before_ms && reset <= before_ms + 3 * 60_000 + 5_000,
+            "{reset}"
+        );
     }
-    let limited = set_status(&app, &jane, json!({"status": "away", "message": "one more"})).await;
+    let limited = set_status(
+        &app,
+        &jane,
+        json!({"status": "away", "message": "one more"}),
+    )
+    .await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     // One token refills in 60 s / 3 = 20 s.
     assert_eq!(limited.body, too_many(20));
     assert_eq!(rate_headers(&limited).map(|(l, r, _)| (l, r)), Some((3, 0)));
     assert_eq!(limited.headers["retry-after"], "20");
-    let shown = app.public(&jane, Method::GET, "/api/v1/users.getStatus", None).await;
-    assert_eq!(shown.body["message"], "take 2", "the limited request changed nothing");
+    let shown = app
+        .public(&jane, Method::GET, "/api/v1/users.getStatus", None)
+        .await;
+    assert_eq!(
+        shown.body["message"], "take 2",
+        "the limited request changed nothing"
+    );
     assert_eq!(shown.body["status"], "offline");
 
     // A status without a message is not limited, and reports the spent budget.
     let status_only = set_status(&app, &jane, json!({"status": "busy"})).await;
     assert_eq!(status_only.status, StatusCode::OK, "{}", status_only.body);
-    assert_eq!(rate_headers(&status_only).map(|(l, r, _)| (l, r)), Some((3, 0)));
+    assert_eq!(
+        rate_headers(&status_only).map(|(l, r, _)| (l, r)),
+        Some((3, 0))
+    );
     // Another user has a budget of their own.
     let other = set_status(&app, &john, json!({"message": "hello"})).await;
     assert_eq!(other.status, StatusCode::OK);
@@ -72,7 +88,12 @@ async fn an_admin_setting_anothers_message_spends_the_targets_budget() {
     let first = set_status(&app, &admin, json!({"userId": "jane", "message": "out"})).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     let second = set_status(&app, &jane, json!({"message": "back"})).await;
-    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS, "{}", second.body);
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second.body
+    );
     let own = set_status(&app, &admin, json!({"message": "mine"})).await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.body);
 }
@@ -102,23 +123,41 @@ async fn failed_logins_are_limited_per_client_and_then_even_good_credentials_get
             .await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
         assert_eq!(answer.body, login_required());
-        assert_eq!(rate_headers(&answer).map(|(l, r, _)| (l, r)), Some((3, remaining)));
+        assert_eq!(
+            rate_headers(&answer).map(|(l, r, _)| (l, r)),
+            Some((3, remaining))
+        );
     }
     for login in [&guess, &jane] {
         let answer = app
-            .public(login, Method::POST, "/api/v1/users.setStatus", Some(json!({"message": "x"})))
+            .public(
+                login,
+                Method::POST,
+                "/api/v1/users.setStatus",
+                Some(json!({"message": "x"})),
+            )
             .await;
-        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            answer.body
+        );
         assert_eq!(answer.body, too_many(20));
         assert_eq!(answer.headers["retry-after"], "20");
     }
-    let shown = app.public(&jane, Method::GET, "/api/v1/users.getStatus", None).await;
+    let shown = app
+        .public(&jane, Method::GET, "/api/v1/users.getStatus", None)
+        .await;
     assert_eq!(shown.status, StatusCode::TOO_MANY_REQUESTS);
     // The internal API and the probes are not behind the public login.
     assert_eq!(app.stats().await["users"], 1);
     let text = app.metrics().await;
     assert_eq!(
-        sample(&text, r#"presenced_rejected_requests_total{reason="error-too-many-requests"}"#),
+        sample(
+            &text,
+            r#"presenced_rejected_requests_total{reason="error-too-many-requests"}"#
+        ),
         Some(3.0),
         "{text}"
     );
@@ -168,8 +207,14 @@ async fn without_trusted_proxies_a_forged_forwarded_header_does_not_escape_the_l
             .header("X-Auth-Token", "guess")
             .header("X-Forwarded-For", client)
     };
-    assert_eq!(send(from("198.51.100.7")).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(send(from("203.0.113.9")).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(from("198.51.100.7")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(from("203.0.113.9")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let good = app
         .public(&jane, Method::GET, "/api/v1/users.presence", None)
         .await;
