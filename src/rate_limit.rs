@@ -174,10 +174,16 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         Decision::of(self.quota, full_at, now, allowed)
     }
 
+    /// Returns false if every bucket holds a token at `now`, so that no key can
+    /// be refused: one atomic load, no lock. True means "look the key up".
+    pub fn may_refuse(&self, now: u64) -> bool {
+        now < self.empty_until.load(Ordering::Relaxed)
+    }
+
     /// Returns the refusal if `key`'s bucket is empty at `now`, without taking a
     /// token. Costs one atomic load unless some bucket was emptied recently.
     pub fn refuses(&self, key: &K, now: u64) -> Option<Decision> {
-        if now >= self.empty_until.load(Ordering::Relaxed) {
+        if !self.may_refuse(now) {
             return None;
         }
         Some(self.peek(key, now)).filter(|d| !d.allowed)
@@ -298,10 +304,12 @@ mod tests {
         two.take(&"k", 0);
         assert_eq!(two.refuses(&"k", 0), None);
         two.take(&"k", 0);
+        assert!(two.may_refuse(0));
         let refusal = two.refuses(&"k", 0).expect("empty");
         assert_eq!(refusal.retry_in_ms, 30_000);
         assert_eq!(two.refuses(&"other", 0), None);
         assert_eq!(two.refuses(&"k", 30_000), None);
+        assert!(!two.may_refuse(30_000));
     }
 
     #[test]
