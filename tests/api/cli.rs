@@ -415,3 +415,21 @@ async fn json_logs_have_one_line_per_request_at_debug_and_never_a_token() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_placeholder_ingest_token_on_a_public_bind_stops_start_up_with_a_clear_message() {
+    // Refused before binding, so nothing listens on 0.0.0.0; were it not, the
+    // bounded wait fails the test and the drop kills the child.
+    let mut child = start(
+        &["--bind", "0.0.0.0:0"],
+        &[("PRESENCED_INGEST_TOKEN", "change-me")],
+    );
+    let status = child.wait().await;
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(1), "{status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("ingest.token is a well-known placeholder"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0.0.0.0:0"), "{stderr}");
+}
