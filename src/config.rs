@@ -36,6 +36,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// The `[limits]` section: rate limits.
     pub limits: LimitSettings,
+    /// The `[ui]` section: pages for people.
+    pub ui: UiSettings,
 }
 
 /// The `[server]` section.
@@ -139,6 +141,13 @@ pub struct LimitSettings {
     pub forwarded_for_hops: usize,
 }
 
+/// The `[ui]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UiSettings {
+    /// Serve the live roster page at `/`; `--demo` serves it whatever this says (`ui.roster`).
+    pub roster: bool,
+}
+
 /// A log level, from `log.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -224,6 +233,7 @@ impl Default for Settings {
                 failed_auth_per_minute: 30,
                 forwarded_for_hops: 0,
             },
+            ui: UiSettings { roster: false },
         }
     }
 }
@@ -446,6 +456,7 @@ const KEYS: &[Key] = &[
     key("limits", "set_status_per_minute", Kind::Int),
     key("limits", "failed_auth_per_minute", Kind::Int),
     key("limits", "forwarded_for_hops", Kind::Int),
+    key("ui", "roster", Kind::Bool),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the
@@ -547,6 +558,7 @@ struct RawSettings {
     cluster: RawCluster,
     log: RawLog,
     limits: RawLimits,
+    ui: RawUi,
 }
 
 #[derive(Deserialize, Default)]
@@ -613,6 +625,12 @@ struct RawLimits {
     forwarded_for_hops: Option<i64>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawUi {
+    roster: Option<bool>,
+}
+
 const REDIS_SCHEMES: [&str; 3] = ["redis://", "rediss://", "unix://"];
 
 /// Where values came from: the file, unless `env` (`section.key` -> variable) says otherwise.
@@ -667,6 +685,7 @@ impl RawSettings {
             cluster,
             log,
             limits,
+            ui,
         } = self;
         let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
@@ -778,6 +797,10 @@ impl RawSettings {
         if let Some(v) = limits.forwarded_for_hops {
             s.limits.forwarded_for_hops = from.int("limits.forwarded_for_hops", v, 0..=16)?;
         }
+
+        if let Some(v) = ui.roster {
+            s.ui.roster = v;
+        }
         Ok(s)
     }
 }
@@ -862,6 +885,7 @@ mod tests {
         ("limits.set_status_per_minute", "0", "0"),
         ("limits.failed_auth_per_minute", "10000", "10000"),
         ("limits.forwarded_for_hops", "2", "2"),
+        ("ui.roster", "YES", "true"),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -920,6 +944,7 @@ mod tests {
         assert_eq!(s.limits.set_status_per_minute, 5);
         assert_eq!(s.limits.failed_auth_per_minute, 30);
         assert_eq!(s.limits.forwarded_for_hops, 0);
+        assert!(!s.ui.roster);
         assert_eq!(Settings::load(None, env(&[])).unwrap(), s);
     }
 
@@ -1017,6 +1042,7 @@ mod tests {
                 failed_auth_per_minute: 10_000,
                 forwarded_for_hops: 2,
             },
+            ui: UiSettings { roster: true },
         };
         assert_eq!(from_file(&text).unwrap(), expected);
     }
@@ -1377,6 +1403,27 @@ mod tests {
         assert_eq!(
             from_file("log.format = \"JSON\"").unwrap().log.format,
             LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn ui_roster_must_be_a_boolean_in_the_file_and_in_the_environment() {
+        assert!(from_file("[ui]\nroster = true").unwrap().ui.roster);
+        assert!(
+            !from_env(&[("PRESENCED_UI_ROSTER", "no")])
+                .unwrap()
+                .ui
+                .roster
+        );
+        let msg = message(from_file("[ui]\nroster = \"yes\""));
+        assert_eq!(
+            msg,
+            "config/x.toml: ui.roster has the wrong type: expected a boolean, not string"
+        );
+        let msg = message(from_env(&[("PRESENCED_UI_ROSTER", "sometimes")]));
+        assert!(
+            msg.starts_with("env PRESENCED_UI_ROSTER = \"sometimes\" is not valid for ui.roster"),
+            "{msg}"
         );
     }
 

@@ -13,14 +13,15 @@
 //! - [`store`]: the [`store::Store`] handle: user map, change log, connection expiry.
 //! - [`api`]: the public Rocket.Chat-compatible routes and their auth.
 //! - [`ingest`]: the internal `/internal/v1` routes the chat server pushes to.
-//! - [`http`]: the error type and bodies shared by both APIs, head limits, rate-limit
-//!   answers, and the middleware that measures and logs every request.
+//! - [`http`]: the error type and bodies shared by both APIs, cross-origin access, head
+//!   limits, rate-limit answers, and the middleware that measures and logs every request.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry: requests, latencies, refusals, the store's figures.
 //! - [`rate_limit`]: token buckets keyed by user or client address, in bounded memory.
 //! - [`startup`]: [`startup::Application`], binding and running it all.
 //! - [`background`]: tasks that stop when their owner drops them.
 //! - [`demo`]: the `--demo` seed and churn.
+//! - [`ui`]: the browser polling client and the roster page, compiled in.
 //!
 //! Data flows one way: the HTTP edge parses into domain types, the store applies
 //! and logs the change, readers render what they read and cache whole answers.
@@ -37,6 +38,7 @@ pub mod probes;
 pub mod rate_limit;
 pub mod startup;
 pub mod store;
+pub mod ui;
 
 pub use config::Settings;
 pub use startup::Application;

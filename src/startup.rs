@@ -2,25 +2,61 @@
 //! runs the background tasks, and stops on SIGTERM/SIGINT.
 
 use crate::config::{PresenceSettings, Settings};
+use crate::http::cors::{self, CrossOrigin};
 use crate::http::head_limits::HeadLimits;
 use crate::http::observe::Observe;
 use crate::http::rate_limits::RateLimits;
 use crate::http::{not_found, AppState};
 use crate::metrics::Metrics;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
+use crate::ui::{self, Roster};
 use crate::{api, demo, ingest, probes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
 
-/// Every route of the service, in one table shared by the server and the tests.
+/// What the route table depends on besides the shared state, fixed at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct RouteOptions {
+    /// Which origins may read the public API and the client.
+    pub cross_origin: CrossOrigin,
+    /// The page served at `/`, if any.
+    pub roster: Option<Roster>,
+}
+
+impl RouteOptions {
+    /// Returns the options `settings` (and `--demo`, which always serves the roster) ask for.
+    pub fn new(settings: &Settings, demo: bool) -> RouteOptions {
+        RouteOptions {
+            cross_origin: CrossOrigin::from_settings(&settings.cors),
+            roster: (demo || settings.ui.roster).then(|| Roster::new(demo)),
+        }
+    }
+
+    /// Mounts every route of the service: one table shared by the server and the tests.
+    /// Only the public API and the client answer cross-origin; the internal API and the
+    /// probes sit outside those scopes, so they never do.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.service(cors::scope(api::SCOPE, &self.cross_origin).configure(api::configure))
+            .service(cors::scope("/client", &self.cross_origin).configure(ui::configure_client))
+            .configure(ingest::configure)
+            .route("/health", web::get().to(probes::health))
+            .route("/ready", web::get().to(probes::ready))
+            .route("/metrics", web::get().to(probes::metrics));
+        if let Some(roster) = self.roster.clone() {
+            cfg.service(
+                web::resource("/")
+                    .route(web::get().to(move || std::future::ready(roster.respond())))
+                    .default_service(web::to(not_found)),
+            );
+        }
+    }
+}
+
+/// Every route with the default options: no cross-origin access, no roster page.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(api::configure)
-        .configure(ingest::configure)
-        .route("/health", web::get().to(probes::health))
-        .route("/ready", web::get().to(probes::ready))
-        .route("/metrics", web::get().to(probes::metrics));
+    RouteOptions::default().configure(cfg);
 }
 
 /// Settings this build accepts in its config but cannot honour yet. Refusing
@@ -28,10 +64,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
     let unbuilt = [
         ("persistence.path", settings.persistence.path.is_some()),
-        (
-            "cors.allowed_origins",
-            !settings.cors.allowed_origins.is_empty(),
-        ),
         ("cluster.redis_url", settings.cluster.redis_url.is_some()),
     ];
     match unbuilt.iter().find(|(_, set)| *set) {
@@ -124,11 +156,12 @@ impl Application {
             )
             .with_rate_limits(RateLimits::new(&settings.limits)),
         );
+        let options = RouteOptions::new(settings, demo);
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(observe.clone())
                 .app_data(state.clone())
-                .configure(routes)
+                .configure(|cfg| options.configure(cfg))
                 .default_service(web::to(not_found))
         })
         .listen(listener)?

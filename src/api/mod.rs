@@ -10,14 +10,17 @@ pub mod status;
 use crate::http::resource;
 use actix_web::web;
 
-/// Mounts the public routes. A known path with an unknown method is a 404 too,
-/// as upstream answers.
+/// The scope the public routes are mounted in (see `startup::routes`).
+pub const SCOPE: &str = "/api/v1";
+
+/// Mounts the public routes inside the `/api/v1` scope (see `startup::routes`). A
+/// known path with an unknown method is a 404 too, as upstream answers.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("", "/api/v1/users.presence")
+        resource(SCOPE, "/users.presence")
             .route(web::get().to(presence::get))
             .route(web::post().to(presence::post)),
     )
-    .service(resource("", "/api/v1/users.setStatus").route(web::post().to(status::set)))
-    .service(resource("", "/api/v1/users.getStatus").route(web::get().to(status::get)));
+    .service(resource(SCOPE, "/users.setStatus").route(web::post().to(status::set)))
+    .service(resource(SCOPE, "/users.getStatus").route(web::get().to(status::get)));
 }

@@ -48,18 +48,21 @@ impl RateLimitHeaders {
     pub fn apply(&self, response: &mut HttpResponseBuilder) {
         let number = |n: u64| HeaderValue::from(n);
         response
-            .insert_header((LIMIT, number(self.limit.into())))
-            .insert_header((REMAINING, number(self.remaining.into())))
-            .insert_header((RESET, number(self.reset_epoch_ms)));
+            .insert_header((X_RATELIMIT_LIMIT, number(self.limit.into())))
+            .insert_header((X_RATELIMIT_REMAINING, number(self.remaining.into())))
+            .insert_header((X_RATELIMIT_RESET, number(self.reset_epoch_ms)));
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((RETRY_AFTER, number(secs)));
         }
     }
 }
 
-const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// `X-RateLimit-Limit`: the bucket's size.
+pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`: tokens left.
+pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset`: ms since the epoch when the bucket is full again.
+pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -228,6 +231,15 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "error-unauthorized",
             "Authorization: expected `Bearer <ingest token>`",
+        )
+    }
+
+    /// 400 `error-cors-refused`: a preflight that the cross-origin policy refuses.
+    pub fn cors_refused(reason: String) -> ApiError {
+        ApiError::typed(
+            StatusCode::BAD_REQUEST,
+            "error-cors-refused",
+            format!("cross-origin preflight refused: {reason} (see cors.allowed_origins)"),
         )
     }
 

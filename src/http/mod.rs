@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod client_ip;
+pub mod cors;
 pub mod encoding;
 pub mod error;
 pub mod etag;

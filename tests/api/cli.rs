@@ -433,3 +433,52 @@ async fn a_placeholder_ingest_token_on_a_public_bind_stops_start_up_with_a_clear
     );
     assert!(stderr.contains("0.0.0.0:0"), "{stderr}");
 }
+
+#[tokio::test]
+async fn cors_origins_from_the_environment_let_that_origin_read_the_api() {
+    let (mut child, port) = start_listening(
+        &["--demo"],
+        &[(
+            "PRESENCED_CORS_ALLOWED_ORIGINS",
+            "http://a.example:8080, http://b.example",
+        )],
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/users.presence");
+    for (origin, allowed) in [
+        ("http://b.example", true),
+        ("http://a.example:8080", true),
+        ("http://c.example", false),
+    ] {
+        let response = client
+            .get(&url)
+            .header("Origin", origin)
+            .header("X-Auth-Token", DEMO_TOKEN)
+            .header("X-User-Id", DEMO_USER)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        let allow = response.headers().get("access-control-allow-origin");
+        assert_eq!(allow.is_some_and(|v| v == origin), allowed, "{origin}");
+    }
+
+    child.terminate();
+    assert_eq!(child.wait().await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_invalid_cors_origin_in_the_environment_stops_start_up_naming_it() {
+    let stderr = refused(
+        &[],
+        &[("PRESENCED_CORS_ALLOWED_ORIGINS", "http://a.example/app")],
+    )
+    .await;
+    assert!(
+        stderr.contains("PRESENCED_CORS_ALLOWED_ORIGINS"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("http://a.example/app"), "{stderr}");
+}

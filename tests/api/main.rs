@@ -5,7 +5,9 @@ mod helpers;
 
 mod auth;
 mod batch;
+mod browser;
 mod cli;
+mod cors;
 mod expiry;
 mod ingest;
 mod invariant;
@@ -16,3 +18,4 @@ mod presence;
 mod rate_limits;
 mod startup;
 mod status;
+mod ui;
