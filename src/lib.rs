@@ -13,8 +13,11 @@
 //! - [`store`]: the [`store::Store`] handle: user map, change log, connection expiry.
 //! - [`api`]: the public Rocket.Chat-compatible routes and their auth.
 //! - [`ingest`]: the internal `/internal/v1` routes the chat server pushes to.
-//! - [`http`]: the error type and bodies shared by both APIs, cross-origin access.
+//! - [`http`]: the error type and bodies shared by both APIs, cross-origin access, head
+//!   limits, rate-limit answers, and the middleware that measures and logs every request.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
+//! - [`metrics`]: the Prometheus registry: requests, latencies, refusals, the store's figures.
+//! - [`rate_limit`]: token buckets keyed by user or client address, in bounded memory.
 //! - [`startup`]: [`startup::Application`], binding and running it all.
 //! - [`background`]: tasks that stop when their owner drops them.
 //! - [`demo`]: the `--demo` seed and churn.
@@ -30,7 +33,9 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod probes;
+pub mod rate_limit;
 pub mod startup;
 pub mod store;
 pub mod ui;

@@ -3,13 +3,18 @@
 
 use crate::config::{PresenceSettings, Settings};
 use crate::http::cors::{self, CrossOrigin};
+use crate::http::head_limits::HeadLimits;
+use crate::http::observe::Observe;
+use crate::http::rate_limits::RateLimits;
 use crate::http::{not_found, AppState};
+use crate::metrics::Metrics;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
 use crate::ui::{self, Roster};
 use crate::{api, demo, ingest, probes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
+use std::sync::Arc;
 
 /// What the route table depends on besides the shared state, fixed at start-up.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +38,7 @@ impl RouteOptions {
     /// Only the public API and the client answer cross-origin; the internal API and the
     /// probes sit outside those scopes, so they never do.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        cfg.service(cors::scope("/api/v1", &self.cross_origin).configure(api::configure))
+        cfg.service(cors::scope(api::SCOPE, &self.cross_origin).configure(api::configure))
             .service(cors::scope("/client", &self.cross_origin).configure(ui::configure_client))
             .configure(ingest::configure)
             .route("/health", web::get().to(probes::health))
@@ -70,6 +75,27 @@ fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
     }
 }
 
+/// Refuses a well-known placeholder ingest token (the `--demo` one included)
+/// on a listener others can reach: it would open the internal API to anyone who
+/// read the docs. Loopback binds may use one, as tests and `--demo` do.
+fn refuse_placeholder_token(settings: &Settings, token: Option<&str>) -> std::io::Result<()> {
+    let bind = settings.server.bind;
+    match token {
+        Some(token) if !bind.ip().is_loopback() && ingest::is_placeholder(token) => {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "ingest.token is a well-known placeholder, which must not guard the internal \
+                     API on {bind}, a non-loopback address: set ingest.token or \
+                     PRESENCED_INGEST_TOKEN to a long random secret (e.g. `openssl rand -hex 32`), \
+                     or bind to 127.0.0.1"
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The store's part of the settings.
 fn store_options(presence: &PresenceSettings) -> StoreOptions {
     StoreOptions {
@@ -78,6 +104,8 @@ fn store_options(presence: &PresenceSettings) -> StoreOptions {
         connection_ttl: presence.connection_ttl,
         allow_invisible: presence.allow_invisible,
         broadcast_disabled: presence.broadcast_disabled,
+        max_connections_per_user: presence.max_connections_per_user,
+        max_users: presence.max_users,
     }
 }
 
@@ -94,28 +122,44 @@ impl Application {
     /// server. Must be called inside a tokio runtime.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
         refuse_unbuilt_features(settings)?;
+        let mut ingest_token = settings.ingest.token.clone();
+        if demo {
+            ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
+        }
+        refuse_placeholder_token(settings, ingest_token.as_deref())?;
         let listener = TcpListener::bind(settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let presence = &settings.presence;
         let store = Store::new(&store_options(presence));
-        let mut ingest_token = settings.ingest.token.clone();
         if demo {
             demo::seed(&store);
-            ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
         }
         if ingest_token.is_none() {
             tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
         }
-        let state = web::Data::new(AppState::new(
-            store.clone(),
-            presence.delta_window,
-            presence.max_ids,
-            settings.server.max_body_bytes,
-            ingest_token.as_deref(),
-        ));
+        let metrics = Arc::new(Metrics::new(store.clone()).map_err(std::io::Error::other)?);
+        let observe = Observe::new(
+            Arc::clone(&metrics),
+            HeadLimits {
+                max_url_bytes: settings.server.max_url_bytes,
+                max_header_bytes: settings.server.max_header_bytes,
+            },
+        );
+        let state = web::Data::new(
+            AppState::new(
+                store.clone(),
+                presence.delta_window,
+                presence.max_ids,
+                settings.server.max_body_bytes,
+                ingest_token.as_deref(),
+                metrics,
+            )
+            .with_rate_limits(RateLimits::new(&settings.limits)),
+        );
         let options = RouteOptions::new(settings, demo);
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(observe.clone())
                 .app_data(state.clone())
                 .configure(|cfg| options.configure(cfg))
                 .default_service(web::to(not_found))
@@ -162,5 +206,16 @@ mod tests {
             store_options(&Settings::default().presence),
             StoreOptions::default()
         );
+    }
+
+    #[test]
+    fn only_placeholder_tokens_off_loopback_are_refused() {
+        let mut settings = Settings::default();
+        settings.server.bind = "0.0.0.0:3000".parse().unwrap();
+        assert!(refuse_placeholder_token(&settings, Some("change-me")).is_err());
+        assert!(refuse_placeholder_token(&settings, Some("k3Jd93-strong-Xq0")).is_ok());
+        assert!(refuse_placeholder_token(&settings, None).is_ok());
+        settings.server.bind = "[::1]:3000".parse().unwrap();
+        assert!(refuse_placeholder_token(&settings, Some("change-me")).is_ok());
     }
 }

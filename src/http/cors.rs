@@ -6,6 +6,7 @@
 //! settings say.
 
 use crate::config::CorsSettings;
+use crate::http::error::{X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
 use crate::http::ApiError;
 use actix_cors::{Cors, CorsError};
 use actix_web::body::{BoxBody, MessageBody};
@@ -27,7 +28,13 @@ pub const ALLOWED_HEADERS: [&str; 4] =
 
 /// The response headers a page may read besides the CORS-safelisted ones: the tag to
 /// revalidate with, and how long to back off.
-const EXPOSED_HEADERS: [HeaderName; 2] = [header::ETAG, header::RETRY_AFTER];
+const EXPOSED_HEADERS: [HeaderName; 5] = [
+    header::ETAG,
+    header::RETRY_AFTER,
+    X_RATELIMIT_LIMIT,
+    X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
+];
 
 /// Which origins may read the wrapped scopes. Built once from the settings; each
 /// worker turns it into its own middleware, since actix-cors' is not `Send`.

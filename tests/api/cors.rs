@@ -124,6 +124,10 @@ async fn an_allowed_origin_reads_answers_with_the_etag_exposed_including_304s_an
     let exposed = list(&first.headers, "access-control-expose-headers");
     assert!(exposed.contains(&"etag".into()), "{exposed:?}");
     assert!(exposed.contains(&"retry-after".into()), "{exposed:?}");
+    assert!(
+        exposed.contains(&"x-ratelimit-remaining".into()),
+        "{exposed:?}"
+    );
     // The vary of compression is kept beside the one of CORS.
     let vary = list(&first.headers, "vary");
     assert!(
