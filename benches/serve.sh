@@ -35,7 +35,8 @@ base="http://127.0.0.1:$port"
 wait_up "$base/health"
 
 # Seed through the batch API: users, connections for ONLINE of them, a caller.
-python3 - "$base" "$TOKEN" "$USERS" "$ONLINE" <<'PY'
+# USERS=0 seeds nothing (the caller's script seeds its own).
+[ "$USERS" -gt 0 ] && python3 - "$base" "$TOKEN" "$USERS" "$ONLINE" <<'PY'
 import json, sys, urllib.request
 base, token, users, online = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def batch(ops):
