@@ -8,6 +8,8 @@ COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
 COPY config ./config
+# The browser client and the roster page are compiled in.
+COPY client ./client
 RUN cargo build --release --locked --bin presenced
 
 FROM debian:bookworm-slim

@@ -10,8 +10,12 @@ use actix_web::http::StatusCode;
 use actix_web::{test, web, App, HttpResponse};
 use criterion::{criterion_group, criterion_main, Criterion};
 use presenced::domain::{ConnStatus, ConnectionId, Profile, Status, TokenHash, UserId, Username};
+use presenced::http::head_limits::HeadLimits;
+use presenced::http::observe::Observe;
 use presenced::http::AppState;
+use presenced::metrics::Metrics;
 use presenced::store::{Store, StoreOptions};
+use std::sync::Arc;
 use std::time::Duration;
 
 const USERS: usize = 100_000;
@@ -74,12 +78,21 @@ fn requests(c: &mut Criterion) {
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
     let ids: Vec<String> = (0..100).map(|i| id(i * ONLINE_EVERY).to_string()).collect();
+    let metrics = Arc::new(Metrics::new(store.clone()).expect("metrics register"));
+    let observe = Observe::new(
+        Arc::clone(&metrics),
+        HeadLimits {
+            max_url_bytes: 32_768,
+            max_header_bytes: 32_768,
+        },
+    );
     let state = web::Data::new(AppState::new(
         store,
         Duration::from_secs(600),
         1000,
         1 << 20,
         None,
+        metrics,
     ));
     let scenarios = [
         ("quiet delta", format!("from={quiet_from}")),
@@ -89,6 +102,7 @@ fn requests(c: &mut Criterion) {
     ];
     let app = runtime.block_on(test::init_service(
         App::new()
+            .wrap(observe)
             .app_data(state.clone())
             .configure(presenced::startup::routes),
     ));

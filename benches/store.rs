@@ -141,7 +141,8 @@ fn snapshots_and_ids(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("full snapshot of 10k online users");
     let store = loaded(100_000);
-    let cache = SnapshotCache::default();
+    let cache =
+        SnapshotCache::new(prometheus::IntCounter::new("rebuilds", "renders").expect("valid name"));
     group.bench_function("build", |b| {
         b.iter(|| black_box(Answer::full(store.online()).render()))
     });

@@ -34,6 +34,10 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// The `[log]` section.
     pub log: LogSettings,
+    /// The `[limits]` section: rate limits.
+    pub limits: LimitSettings,
+    /// The `[ui]` section: pages for people.
+    pub ui: UiSettings,
 }
 
 /// The `[server]` section.
@@ -47,6 +51,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long in-flight requests may finish after SIGTERM (`server.shutdown_grace_secs`).
     pub shutdown_grace: Duration,
+    /// Longest accepted request target, path and query, in bytes (`server.max_url_bytes`).
+    pub max_url_bytes: usize,
+    /// Most bytes of request headers, names and values, in all (`server.max_header_bytes`).
+    pub max_header_bytes: usize,
 }
 
 /// The `[presence]` section.
@@ -64,6 +72,10 @@ pub struct PresenceSettings {
     pub allow_invisible: bool,
     /// Most user ids in one request (`presence.max_ids`).
     pub max_ids: usize,
+    /// Most open connections of one user; 0 means no limit (`presence.max_connections_per_user`).
+    pub max_connections_per_user: usize,
+    /// Most users in the store; 0 means no limit (`presence.max_users`).
+    pub max_users: usize,
 }
 
 /// The `[ingest]` section. Its `Debug` never prints the token.
@@ -113,6 +125,27 @@ pub struct LogSettings {
     pub level: LogLevel,
     /// Output format (`log.format`).
     pub format: LogFormat,
+}
+
+/// The `[limits]` section: token-bucket rate limits, each off when 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSettings {
+    /// `users.setStatus` requests with a `message`, per target user and minute
+    /// (`limits.set_status_per_minute`).
+    pub set_status_per_minute: u32,
+    /// Failed logins of the public API per client address and minute
+    /// (`limits.failed_auth_per_minute`).
+    pub failed_auth_per_minute: u32,
+    /// Proxies in front of the service that append to `X-Forwarded-For`; 0 means the client is
+    /// the peer address (`limits.forwarded_for_hops`).
+    pub forwarded_for_hops: usize,
+}
+
+/// The `[ui]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UiSettings {
+    /// Serve the live roster page at `/`; `--demo` serves it whatever this says (`ui.roster`).
+    pub roster: bool,
 }
 
 /// A log level, from `log.level`.
@@ -169,6 +202,8 @@ impl Default for Settings {
                 workers: 0,
                 max_body_bytes: 1_048_576,
                 shutdown_grace: Duration::from_secs(30),
+                max_url_bytes: 32_768,
+                max_header_bytes: 32_768,
             },
             presence: PresenceSettings {
                 broadcast_disabled: false,
@@ -177,6 +212,8 @@ impl Default for Settings {
                 connection_ttl: Duration::from_secs(300),
                 allow_invisible: true,
                 max_ids: 1000,
+                max_connections_per_user: 256,
+                max_users: 0,
             },
             ingest: IngestSettings { token: None },
             persistence: PersistenceSettings {
@@ -191,6 +228,12 @@ impl Default for Settings {
                 level: LogLevel::Info,
                 format: LogFormat::Text,
             },
+            limits: LimitSettings {
+                set_status_per_minute: 5,
+                failed_auth_per_minute: 30,
+                forwarded_for_hops: 0,
+            },
+            ui: UiSettings { roster: false },
         }
     }
 }
@@ -392,12 +435,16 @@ const KEYS: &[Key] = &[
     key("server", "workers", Kind::Int),
     key("server", "max_body_bytes", Kind::Int),
     key("server", "shutdown_grace_secs", Kind::Int),
+    key("server", "max_url_bytes", Kind::Int),
+    key("server", "max_header_bytes", Kind::Int),
     key("presence", "broadcast_disabled", Kind::Bool),
     key("presence", "delta_window_secs", Kind::Int),
     key("presence", "changelog_capacity", Kind::Int),
     key("presence", "connection_ttl_secs", Kind::Int),
     key("presence", "allow_invisible", Kind::Bool),
     key("presence", "max_ids", Kind::Int),
+    key("presence", "max_connections_per_user", Kind::Int),
+    key("presence", "max_users", Kind::Int),
     // The spec's short form PRESENCED_INGEST_TOKEN already is this key's long form.
     key("ingest", "token", Kind::Str),
     key("persistence", "path", Kind::Str),
@@ -406,6 +453,10 @@ const KEYS: &[Key] = &[
     key("cluster", "redis_url", Kind::Str),
     key("log", "level", Kind::Str),
     key("log", "format", Kind::Str),
+    key("limits", "set_status_per_minute", Kind::Int),
+    key("limits", "failed_auth_per_minute", Kind::Int),
+    key("limits", "forwarded_for_hops", Kind::Int),
+    key("ui", "roster", Kind::Bool),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the
@@ -506,6 +557,8 @@ struct RawSettings {
     cors: RawCors,
     cluster: RawCluster,
     log: RawLog,
+    limits: RawLimits,
+    ui: RawUi,
 }
 
 #[derive(Deserialize, Default)]
@@ -515,6 +568,8 @@ struct RawServer {
     workers: Option<i64>,
     max_body_bytes: Option<i64>,
     shutdown_grace_secs: Option<i64>,
+    max_url_bytes: Option<i64>,
+    max_header_bytes: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -526,6 +581,8 @@ struct RawPresence {
     connection_ttl_secs: Option<i64>,
     allow_invisible: Option<bool>,
     max_ids: Option<i64>,
+    max_connections_per_user: Option<i64>,
+    max_users: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -558,6 +615,20 @@ struct RawCluster {
 struct RawLog {
     level: Option<String>,
     format: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    set_status_per_minute: Option<i64>,
+    failed_auth_per_minute: Option<i64>,
+    forwarded_for_hops: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawUi {
+    roster: Option<bool>,
 }
 
 const REDIS_SCHEMES: [&str; 3] = ["redis://", "rediss://", "unix://"];
@@ -613,6 +684,8 @@ impl RawSettings {
             cors,
             cluster,
             log,
+            limits,
+            ui,
         } = self;
         let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
@@ -631,6 +704,14 @@ impl RawSettings {
         }
         if let Some(v) = server.shutdown_grace_secs {
             s.server.shutdown_grace = secs("server.shutdown_grace_secs", v, 0..=3600)?;
+        }
+        // Both stay below what actix-http's parser takes (a 64 KiB URI, a 128 KiB head), so a
+        // request over them gets our JSON answer rather than the parser's bare one.
+        if let Some(v) = server.max_url_bytes {
+            s.server.max_url_bytes = from.int("server.max_url_bytes", v, 1024..=65_000)?;
+        }
+        if let Some(v) = server.max_header_bytes {
+            s.server.max_header_bytes = from.int("server.max_header_bytes", v, 1024..=65_536)?;
         }
 
         if let Some(v) = presence.broadcast_disabled {
@@ -651,6 +732,13 @@ impl RawSettings {
         }
         if let Some(v) = presence.max_ids {
             s.presence.max_ids = from.int("presence.max_ids", v, 1..=100_000)?;
+        }
+        if let Some(v) = presence.max_connections_per_user {
+            s.presence.max_connections_per_user =
+                from.int("presence.max_connections_per_user", v, 0..=1_000_000)?;
+        }
+        if let Some(v) = presence.max_users {
+            s.presence.max_users = from.int("presence.max_users", v, 0..=100_000_000)?;
         }
 
         // For the optional strings an empty value means none, so that an env variable set to ""
@@ -696,6 +784,22 @@ impl RawSettings {
                 "json" => LogFormat::Json,
                 _ => return Err(from.bad("log.format", &v, "invalid", &"text or json")),
             };
+        }
+
+        if let Some(v) = limits.set_status_per_minute {
+            s.limits.set_status_per_minute =
+                from.int("limits.set_status_per_minute", v, 0..=10_000)?;
+        }
+        if let Some(v) = limits.failed_auth_per_minute {
+            s.limits.failed_auth_per_minute =
+                from.int("limits.failed_auth_per_minute", v, 0..=10_000)?;
+        }
+        if let Some(v) = limits.forwarded_for_hops {
+            s.limits.forwarded_for_hops = from.int("limits.forwarded_for_hops", v, 0..=16)?;
+        }
+
+        if let Some(v) = ui.roster {
+            s.ui.roster = v;
         }
         Ok(s)
     }
@@ -749,12 +853,16 @@ mod tests {
         ("server.workers", "4", "4"),
         ("server.max_body_bytes", "2048", "2048"),
         ("server.shutdown_grace_secs", "0", "0"),
+        ("server.max_url_bytes", "1024", "1024"),
+        ("server.max_header_bytes", "65536", "65536"),
         ("presence.broadcast_disabled", "yes", "true"),
         ("presence.delta_window_secs", "60", "60"),
         ("presence.changelog_capacity", "10", "10"),
         ("presence.connection_ttl_secs", "86400", "86400"),
         ("presence.allow_invisible", "0", "false"),
         ("presence.max_ids", "100000", "100000"),
+        ("presence.max_connections_per_user", "0", "0"),
+        ("presence.max_users", "100", "100"),
         ("ingest.token", "s3cret", r#""s3cret""#),
         (
             "persistence.path",
@@ -774,6 +882,10 @@ mod tests {
         ),
         ("log.level", "DEBUG", r#""debug""#),
         ("log.format", "json", r#""json""#),
+        ("limits.set_status_per_minute", "0", "0"),
+        ("limits.failed_auth_per_minute", "10000", "10000"),
+        ("limits.forwarded_for_hops", "2", "2"),
+        ("ui.roster", "YES", "true"),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -825,6 +937,14 @@ mod tests {
         assert_eq!(s.log.level, LogLevel::Info);
         assert_eq!(s.log.level.as_str(), "info");
         assert_eq!(s.log.format, LogFormat::Text);
+        assert_eq!(s.server.max_url_bytes, 32_768);
+        assert_eq!(s.server.max_header_bytes, 32_768);
+        assert_eq!(s.presence.max_connections_per_user, 256);
+        assert_eq!(s.presence.max_users, 0);
+        assert_eq!(s.limits.set_status_per_minute, 5);
+        assert_eq!(s.limits.failed_auth_per_minute, 30);
+        assert_eq!(s.limits.forwarded_for_hops, 0);
+        assert!(!s.ui.roster);
         assert_eq!(Settings::load(None, env(&[])).unwrap(), s);
     }
 
@@ -884,6 +1004,8 @@ mod tests {
                 workers: 4,
                 max_body_bytes: 2048,
                 shutdown_grace: Duration::ZERO,
+                max_url_bytes: 1024,
+                max_header_bytes: 65_536,
             },
             presence: PresenceSettings {
                 broadcast_disabled: true,
@@ -892,6 +1014,8 @@ mod tests {
                 connection_ttl: Duration::from_secs(86_400),
                 allow_invisible: false,
                 max_ids: 100_000,
+                max_connections_per_user: 0,
+                max_users: 100,
             },
             ingest: IngestSettings {
                 token: Some("s3cret".into()),
@@ -913,6 +1037,12 @@ mod tests {
                 level: LogLevel::Debug,
                 format: LogFormat::Json,
             },
+            limits: LimitSettings {
+                set_status_per_minute: 0,
+                failed_auth_per_minute: 10_000,
+                forwarded_for_hops: 2,
+            },
+            ui: UiSettings { roster: true },
         };
         assert_eq!(from_file(&text).unwrap(), expected);
     }
@@ -1025,6 +1155,31 @@ mod tests {
             msg.contains("server.max_body_bytes = -1 is out of range"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn request_size_limits_stay_below_the_parsers_own_and_rate_limits_are_not_negative() {
+        let msg = message(from_file("server.max_url_bytes = 70000"));
+        assert_eq!(
+            msg,
+            "server.max_url_bytes = 70000 is out of range: expected 1024..=65000 (from config/x.toml)"
+        );
+        let msg = message(from_env(&[("PRESENCED_SERVER_MAX_HEADER_BYTES", "512")]));
+        assert!(msg.contains("expected 1024..=65536"), "{msg}");
+        let msg = message(from_env(&[(
+            "PRESENCED_LIMITS_FAILED_AUTH_PER_MINUTE",
+            "-1",
+        )]));
+        assert!(
+            msg.starts_with(
+                "limits.failed_auth_per_minute = -1 is out of range: expected 0..=10000"
+            ),
+            "{msg}"
+        );
+        let msg = message(from_file("[limits]\nforwarded_for_hops = 17"));
+        assert!(msg.contains("expected 0..=16"), "{msg}");
+        let msg = message(from_file("presence.max_users = -5"));
+        assert!(msg.starts_with("presence.max_users = -5"), "{msg}");
     }
 
     #[test]
@@ -1248,6 +1403,27 @@ mod tests {
         assert_eq!(
             from_file("log.format = \"JSON\"").unwrap().log.format,
             LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn ui_roster_must_be_a_boolean_in_the_file_and_in_the_environment() {
+        assert!(from_file("[ui]\nroster = true").unwrap().ui.roster);
+        assert!(
+            !from_env(&[("PRESENCED_UI_ROSTER", "no")])
+                .unwrap()
+                .ui
+                .roster
+        );
+        let msg = message(from_file("[ui]\nroster = \"yes\""));
+        assert_eq!(
+            msg,
+            "config/x.toml: ui.roster has the wrong type: expected a boolean, not string"
+        );
+        let msg = message(from_env(&[("PRESENCED_UI_ROSTER", "sometimes")]));
+        assert!(
+            msg.starts_with("env PRESENCED_UI_ROSTER = \"sometimes\" is not valid for ui.roster"),
+            "{msg}"
         );
     }
 

@@ -13,12 +13,16 @@
 //! - [`store`]: the [`store::Store`] handle: user map, change log, connection expiry.
 //! - [`api`]: the public Rocket.Chat-compatible routes and their auth.
 //! - [`ingest`]: the internal `/internal/v1` routes the chat server pushes to.
-//! - [`http`]: the error type and bodies shared by both APIs.
+//! - [`http`]: the error type and bodies shared by both APIs, cross-origin access, head
+//!   limits, rate-limit answers, and the middleware that measures and logs every request.
 //! - [`persistence`]: the snapshot file, written every interval and on shutdown, loaded at start.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
+//! - [`metrics`]: the Prometheus registry: requests, latencies, refusals, the store's figures.
+//! - [`rate_limit`]: token buckets keyed by user or client address, in bounded memory.
 //! - [`startup`]: [`startup::Application`], binding and running it all.
 //! - [`background`]: tasks that stop when their owner drops them.
 //! - [`demo`]: the `--demo` seed and churn.
+//! - [`ui`]: the browser polling client and the roster page, compiled in.
 //!
 //! Data flows one way: the HTTP edge parses into domain types, the store applies
 //! and logs the change, readers render what they read and cache whole answers.
@@ -30,10 +34,13 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod persistence;
 pub mod probes;
+pub mod rate_limit;
 pub mod startup;
 pub mod store;
+pub mod ui;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -18,7 +18,8 @@ struct Cli {
     /// Listen address, e.g. 127.0.0.1:3000 (overrides server.bind).
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
-    /// Seed the users of the upstream API page plus churning simulated users.
+    /// Seed the users of the upstream API page plus churning simulated users, and
+    /// serve the live roster page at /.
     #[arg(long)]
     demo: bool,
 }
@@ -43,6 +44,9 @@ async fn serve(settings: Settings, demo: bool) -> std::io::Result<()> {
         settings.server.bind.ip(),
         app.port()
     );
+    if demo || settings.ui.roster {
+        tracing::info!("roster page: http://localhost:{}/", app.port());
+    }
     if demo {
         tracing::info!(
             "demo: try  curl -H 'X-Auth-Token: {}' -H 'X-User-Id: {}' http://localhost:{}/api/v1/users.presence   (ingest token: {})",

@@ -3,9 +3,15 @@
 //! drains the server and writes the final snapshot.
 
 use crate::config::{PresenceSettings, Settings};
+use crate::http::cors::{self, CrossOrigin};
+use crate::http::head_limits::HeadLimits;
+use crate::http::observe::Observe;
+use crate::http::rate_limits::RateLimits;
 use crate::http::{not_found, AppState};
+use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
+use crate::ui::{self, Roster};
 use crate::{api, demo, ingest, probes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -14,31 +20,80 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Every route of the service, in one table shared by the server and the tests.
+/// What the route table depends on besides the shared state, fixed at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct RouteOptions {
+    /// Which origins may read the public API and the client.
+    pub cross_origin: CrossOrigin,
+    /// The page served at `/`, if any.
+    pub roster: Option<Roster>,
+}
+
+impl RouteOptions {
+    /// Returns the options `settings` (and `--demo`, which always serves the roster) ask for.
+    pub fn new(settings: &Settings, demo: bool) -> RouteOptions {
+        RouteOptions {
+            cross_origin: CrossOrigin::from_settings(&settings.cors),
+            roster: (demo || settings.ui.roster).then(|| Roster::new(demo)),
+        }
+    }
+
+    /// Mounts every route of the service: one table shared by the server and the tests.
+    /// Only the public API and the client answer cross-origin; the internal API and the
+    /// probes sit outside those scopes, so they never do.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.service(cors::scope(api::SCOPE, &self.cross_origin).configure(api::configure))
+            .service(cors::scope("/client", &self.cross_origin).configure(ui::configure_client))
+            .configure(ingest::configure)
+            .route("/health", web::get().to(probes::health))
+            .route("/ready", web::get().to(probes::ready))
+            .route("/metrics", web::get().to(probes::metrics));
+        if let Some(roster) = self.roster.clone() {
+            cfg.service(
+                web::resource("/")
+                    .route(web::get().to(move || std::future::ready(roster.respond())))
+                    .default_service(web::to(not_found)),
+            );
+        }
+    }
+}
+
+/// Every route with the default options: no cross-origin access, no roster page.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(api::configure)
-        .configure(ingest::configure)
-        .route("/health", web::get().to(probes::health))
-        .route("/ready", web::get().to(probes::ready))
-        .route("/metrics", web::get().to(probes::metrics));
+    RouteOptions::default().configure(cfg);
 }
 
 /// Settings this build accepts in its config but cannot honour yet. Refusing
 /// them beats running without, say, the persistence an operator asked for.
 fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
-    let unbuilt = [
-        (
-            "cors.allowed_origins",
-            !settings.cors.allowed_origins.is_empty(),
-        ),
-        ("cluster.redis_url", settings.cluster.redis_url.is_some()),
-    ];
+    let unbuilt = [("cluster.redis_url", settings.cluster.redis_url.is_some())];
     match unbuilt.iter().find(|(_, set)| *set) {
         Some((key, _)) => Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             format!("{key} is set, but this version of presenced does not support it yet; unset it to start"),
         )),
         None => Ok(()),
+    }
+}
+
+/// Refuses a well-known placeholder ingest token (the `--demo` one included)
+/// on a listener others can reach: it would open the internal API to anyone who
+/// read the docs. Loopback binds may use one, as tests and `--demo` do.
+fn refuse_placeholder_token(settings: &Settings, token: Option<&str>) -> std::io::Result<()> {
+    let bind = settings.server.bind;
+    match token {
+        Some(token) if !bind.ip().is_loopback() && ingest::is_placeholder(token) => {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "ingest.token is a well-known placeholder, which must not guard the internal \
+                     API on {bind}, a non-loopback address: set ingest.token or \
+                     PRESENCED_INGEST_TOKEN to a long random secret (e.g. `openssl rand -hex 32`), \
+                     or bind to 127.0.0.1"
+                ),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -50,6 +105,8 @@ fn store_options(presence: &PresenceSettings) -> StoreOptions {
         connection_ttl: presence.connection_ttl,
         allow_invisible: presence.allow_invisible,
         broadcast_disabled: presence.broadcast_disabled,
+        max_connections_per_user: presence.max_connections_per_user,
+        max_users: presence.max_users,
     }
 }
 
@@ -68,6 +125,22 @@ fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
         };
         tracing::info!("{name} received: no new connections; in-flight requests may finish");
     })
+}
+
+/// Loads the snapshot at `settings.persistence.path`, if set.
+fn open_snapshot(settings: &Settings) -> std::io::Result<Option<Arc<SnapshotFile>>> {
+    let Some(path) = &settings.persistence.path else {
+        return Ok(None);
+    };
+    SnapshotFile::open(path, &store_options(&settings.presence))
+        .map(Some)
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot start from the snapshot: {e}. The file was left as it is: \
+                 repair it or move it aside (presenced then starts empty), \
+                 or point persistence.path elsewhere"
+            ))
+        })
 }
 
 /// A built, listening, not yet running service.
@@ -90,46 +163,50 @@ impl Application {
     /// read or trusted (the file is left as it is), or the address cannot be bound.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
         refuse_unbuilt_features(settings)?;
+        let mut ingest_token = settings.ingest.token.clone();
+        if demo {
+            ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
+        }
+        refuse_placeholder_token(settings, ingest_token.as_deref())?;
+        let listener = TcpListener::bind(settings.server.bind)?;
+        let port = listener.local_addr()?.port();
         let presence = &settings.presence;
-        let snapshots = match &settings.persistence.path {
-            Some(path) => Some(SnapshotFile::open(path, &store_options(presence)).map_err(
-                |e| {
-                    std::io::Error::other(format!(
-                        "cannot start from the snapshot: {e}. The file was left as it is: \
-                     repair it or move it aside (presenced then starts empty), \
-                     or point persistence.path elsewhere"
-                    ))
-                },
-            )?),
-            None => None,
-        };
+        let snapshots = open_snapshot(settings)?;
         let store = match &snapshots {
             Some(snapshots) => snapshots.store().clone(),
             None => Store::new(&store_options(presence)),
         };
-        let listener = TcpListener::bind(settings.server.bind)?;
-        let port = listener.local_addr()?.port();
-        let mut ingest_token = settings.ingest.token.clone();
         if demo {
             demo::seed(&store);
-            ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
         }
         if ingest_token.is_none() {
             tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
         }
+        let metrics = Arc::new(Metrics::new(store.clone()).map_err(std::io::Error::other)?);
+        let observe = Observe::new(
+            Arc::clone(&metrics),
+            HeadLimits {
+                max_url_bytes: settings.server.max_url_bytes,
+                max_header_bytes: settings.server.max_header_bytes,
+            },
+        );
         let mut state = AppState::new(
             store.clone(),
             presence.delta_window,
             presence.max_ids,
             settings.server.max_body_bytes,
             ingest_token.as_deref(),
-        );
+            metrics,
+        )
+        .with_rate_limits(RateLimits::new(&settings.limits));
         state.persistence = snapshots.clone();
         let state = web::Data::new(state);
+        let options = RouteOptions::new(settings, demo);
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(observe.clone())
                 .app_data(state.clone())
-                .configure(routes)
+                .configure(|cfg| options.configure(cfg))
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
@@ -199,5 +276,16 @@ mod tests {
             store_options(&Settings::default().presence),
             StoreOptions::default()
         );
+    }
+
+    #[test]
+    fn only_placeholder_tokens_off_loopback_are_refused() {
+        let mut settings = Settings::default();
+        settings.server.bind = "0.0.0.0:3000".parse().unwrap();
+        assert!(refuse_placeholder_token(&settings, Some("change-me")).is_err());
+        assert!(refuse_placeholder_token(&settings, Some("k3Jd93-strong-Xq0")).is_ok());
+        assert!(refuse_placeholder_token(&settings, None).is_ok());
+        settings.server.bind = "[::1]:3000".parse().unwrap();
+        assert!(refuse_placeholder_token(&settings, Some("change-me")).is_ok());
     }
 }

@@ -13,7 +13,7 @@ use crate::store::{Cursor, Store};
 use actix_web::web::Bytes;
 use flate2::Compression;
 use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus::IntCounter;
 use std::sync::{Arc, OnceLock};
 
 /// One rendered answer.
@@ -46,16 +46,25 @@ impl Rendered {
 }
 
 /// The cache of the full answer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SnapshotCache {
     // Readers clone the Arc under a read lock held for a pointer copy.
     current: RwLock<Option<Arc<Rendered>>>,
     // Async, so requests waiting for a rebuild park their task, not the worker thread.
     rebuild: tokio::sync::Mutex<()>,
-    rebuilds: AtomicU64,
+    rebuilds: IntCounter,
 }
 
 impl SnapshotCache {
+    /// An empty cache counting its renders in `rebuilds`.
+    pub fn new(rebuilds: IntCounter) -> SnapshotCache {
+        SnapshotCache {
+            current: RwLock::default(),
+            rebuild: tokio::sync::Mutex::default(),
+            rebuilds,
+        }
+    }
+
     fn fresh(&self, head: Cursor) -> Option<Arc<Rendered>> {
         self.current
             .read()
@@ -81,13 +90,8 @@ impl SnapshotCache {
             Compression::default(),
         ));
         *self.current.write() = Some(Arc::clone(&rendered));
-        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        self.rebuilds.inc();
         rendered
-    }
-
-    /// Returns how many times the full answer was rendered.
-    pub fn rebuilds(&self) -> u64 {
-        self.rebuilds.load(Ordering::Relaxed)
     }
 }
 
@@ -109,19 +113,18 @@ pub struct Recent {
 #[derive(Debug)]
 pub struct RecentAnswers {
     slots: Box<[Mutex<Option<Arc<Recent>>>]>,
-    hits: AtomicU64,
-}
-
-impl Default for RecentAnswers {
-    fn default() -> RecentAnswers {
-        RecentAnswers {
-            slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect(),
-            hits: AtomicU64::new(0),
-        }
-    }
+    hits: IntCounter,
 }
 
 impl RecentAnswers {
+    /// An empty table counting the answers it serves in `hits`.
+    pub fn new(hits: IntCounter) -> RecentAnswers {
+        RecentAnswers {
+            slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect(),
+            hits,
+        }
+    }
+
     fn slot(&self, key: u64) -> &Mutex<Option<Arc<Recent>>> {
         // The remainder is below RECENT_SLOTS, so it fits in usize.
         &self.slots[(key % RECENT_SLOTS as u64) as usize]
@@ -136,7 +139,7 @@ impl RecentAnswers {
             .filter(|recent| recent.rendered.cursor == head && recent.plan == *plan)
             .cloned();
         if held.is_some() {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits.inc();
         }
         held
     }
@@ -154,10 +157,5 @@ impl RecentAnswers {
             *self.slot(key).lock() = Some(Arc::clone(&recent));
         }
         recent
-    }
-
-    /// Returns how many answers were served from the table.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
     }
 }

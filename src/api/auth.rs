@@ -16,18 +16,20 @@ impl FromRequest for Authenticated {
     type Future = Ready<Result<Authenticated, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            authenticate(req)
-                .map(Authenticated)
-                .ok_or_else(ApiError::login_required),
-        )
+        ready(authenticate(req).map(Authenticated))
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Option<Caller> {
-    let state = req.app_data::<web::Data<AppState>>()?;
+/// The caller, or the 401 (counted against the client's failed-login budget),
+/// or the 429 of a client that spent that budget.
+fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(ApiError::login_required)?;
+    state.limits.admit_client(req)?;
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    state
-        .store
-        .authenticate(header("x-user-id")?, header("x-auth-token")?)
+    header("x-user-id")
+        .zip(header("x-auth-token"))
+        .and_then(|(id, token)| state.store.authenticate(id, token))
+        .ok_or_else(|| state.limits.failed_login(req))
 }

@@ -7,26 +7,20 @@ pub mod presence;
 pub mod query;
 pub mod status;
 
-use crate::http::not_found;
+use crate::http::resource;
 use actix_web::web;
 
-/// Mounts the public routes. A known path with an unknown method is a 404 too,
-/// as upstream answers.
+/// The scope the public routes are mounted in (see `startup::routes`).
+pub const SCOPE: &str = "/api/v1";
+
+/// Mounts the public routes inside the `/api/v1` scope (see `startup::routes`). A
+/// known path with an unknown method is a 404 too, as upstream answers.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/v1/users.presence")
+        resource(SCOPE, "/users.presence")
             .route(web::get().to(presence::get))
-            .route(web::post().to(presence::post))
-            .default_service(web::to(not_found)),
+            .route(web::post().to(presence::post)),
     )
-    .service(
-        web::resource("/api/v1/users.setStatus")
-            .route(web::post().to(status::set))
-            .default_service(web::to(not_found)),
-    )
-    .service(
-        web::resource("/api/v1/users.getStatus")
-            .route(web::get().to(status::get))
-            .default_service(web::to(not_found)),
-    );
+    .service(resource(SCOPE, "/users.setStatus").route(web::post().to(status::set)))
+    .service(resource(SCOPE, "/users.getStatus").route(web::get().to(status::get)));
 }

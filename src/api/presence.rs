@@ -224,7 +224,7 @@ async fn respond(
     let head = state.store.cursor();
     let key = plan.key(head);
     if Tag::new(key).is_held_by(req) {
-        state.counters.not_modified();
+        state.metrics.not_modified.inc();
         return Ok(HttpResponse::NotModified()
             .insert_header((header::CACHE_CONTROL, NO_CACHE))
             .insert_header((header::ETAG, Tag::new(key).header_value()))

@@ -105,12 +105,24 @@ pub async fn set(
         return Err(ApiError::forbidden());
     }
     let target = body.target.resolve(&state, &caller)?;
+    // What upstream limits is setting the status text, so only a request with a
+    // `message` spends the target's budget; one without still reports it.
+    let rate_limit = match body.message {
+        Some(_) => state.limits.take_set_status(&target)?,
+        None => state.limits.peek_set_status(&target),
+    };
     let text = body.message.as_deref().map(StatusText::new);
-    state.store.set_status(&target, status, text)?;
-    Ok(json_response(
-        StatusCode::OK,
-        r#"{"success":true}"#.to_owned(),
-    ))
+    state
+        .store
+        .set_status(&target, status, text)
+        .map_err(|e| ApiError::from(e).with_rate_limit(rate_limit))?;
+    let mut response = HttpResponse::Ok();
+    if let Some(headers) = rate_limit {
+        headers.apply(&mut response);
+    }
+    Ok(response
+        .content_type("application/json")
+        .body(r#"{"success":true}"#))
 }
 
 #[derive(Serialize)]

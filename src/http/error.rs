@@ -1,8 +1,10 @@
 //! One error type for every route, and the Rocket.Chat-shaped bodies it renders.
 
+use crate::rate_limit::Decision;
 use crate::store::StoreError;
+use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::fmt;
@@ -15,7 +17,52 @@ const LOGIN_REQUIRED: &str = "You must be logged in to do this.";
 pub struct ApiError {
     kind: Kind,
     message: Cow<'static, str>,
+    /// The rate limit this answer counted against, for its `X-RateLimit-*` headers.
+    rate_limit: Option<RateLimitHeaders>,
 }
+
+/// What the `X-RateLimit-*` headers of an answer report (as Rocket.Chat sends them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: u32,
+    pub remaining: u32,
+    /// When the bucket is full again, in ms since the Unix epoch: Rocket.Chat's
+    /// `X-RateLimit-Reset` is `Date.now() + timeToReset`.
+    pub reset_epoch_ms: u64,
+    /// Whole seconds until a retry can succeed, when refused.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl RateLimitHeaders {
+    /// The headers of `decision`, taken with the wall clock at `now_epoch_ms`.
+    pub fn of(decision: &Decision, now_epoch_ms: u64) -> RateLimitHeaders {
+        RateLimitHeaders {
+            limit: decision.limit,
+            remaining: decision.remaining,
+            reset_epoch_ms: now_epoch_ms.saturating_add(decision.reset_in_ms),
+            retry_after_secs: (!decision.allowed).then(|| decision.retry_after_secs()),
+        }
+    }
+
+    /// Adds the headers to a response being built.
+    pub fn apply(&self, response: &mut HttpResponseBuilder) {
+        let number = |n: u64| HeaderValue::from(n);
+        response
+            .insert_header((X_RATELIMIT_LIMIT, number(self.limit.into())))
+            .insert_header((X_RATELIMIT_REMAINING, number(self.remaining.into())))
+            .insert_header((X_RATELIMIT_RESET, number(self.reset_epoch_ms)));
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((RETRY_AFTER, number(secs)));
+        }
+    }
+}
+
+/// `X-RateLimit-Limit`: the bucket's size.
+pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`: tokens left.
+pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset`: ms since the epoch when the bucket is full again.
+pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -25,6 +72,8 @@ enum Kind {
     Forbidden,
     /// 404 `{"success":false,"error":"Resource not found"}`.
     NotFound,
+    /// 429 `{"success":false,"error":"Error, too many requests. ..."}`, as upstream.
+    TooManyRequests,
     /// Any other status with `{"success":false,"error":..,"errorType":..}`.
     Typed(StatusCode, &'static str),
 }
@@ -60,6 +109,7 @@ impl ApiError {
         ApiError {
             kind: Kind::Typed(status, error_type),
             message: message.into(),
+            rate_limit: None,
         }
     }
 
@@ -68,6 +118,7 @@ impl ApiError {
         ApiError {
             kind: Kind::LoginRequired,
             message: Cow::Borrowed(LOGIN_REQUIRED),
+            rate_limit: None,
         }
     }
 
@@ -76,6 +127,7 @@ impl ApiError {
         ApiError {
             kind: Kind::Forbidden,
             message: Cow::Borrowed("unauthorized"),
+            rate_limit: None,
         }
     }
 
@@ -84,7 +136,52 @@ impl ApiError {
         ApiError {
             kind: Kind::NotFound,
             message: Cow::Borrowed("Resource not found"),
+            rate_limit: None,
         }
+    }
+
+    /// 429 with upstream's exact text, naming the whole seconds to wait, and the
+    /// `X-RateLimit-*` headers plus `Retry-After`.
+    pub fn too_many_requests(headers: RateLimitHeaders) -> ApiError {
+        let wait = headers.retry_after_secs.unwrap_or(1);
+        ApiError {
+            kind: Kind::TooManyRequests,
+            message: Cow::Owned(format!(
+                "Error, too many requests. Please slow down. You must wait {wait} seconds \
+                 before trying this endpoint again. [error-too-many-requests]"
+            )),
+            rate_limit: Some(headers),
+        }
+    }
+
+    /// The same error, answered with the `X-RateLimit-*` headers of `headers`.
+    pub fn with_rate_limit(mut self, headers: Option<RateLimitHeaders>) -> ApiError {
+        self.rate_limit = headers;
+        self
+    }
+
+    /// 414 `error-uri-too-long`.
+    pub fn uri_too_long(length: usize, limit: usize) -> ApiError {
+        ApiError::typed(
+            StatusCode::URI_TOO_LONG,
+            "error-uri-too-long",
+            format!(
+                "URL: {length} bytes, longer than the limit of {limit} bytes (server.max_url_bytes); \
+                 send a long id list as a JSON body to POST /api/v1/users.presence"
+            ),
+        )
+    }
+
+    /// 431 `error-headers-too-large`.
+    pub fn headers_too_large(length: usize, limit: usize) -> ApiError {
+        ApiError::typed(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "error-headers-too-large",
+            format!(
+                "headers: {length} bytes in all, more than the limit of {limit} bytes \
+                 (server.max_header_bytes)"
+            ),
+        )
     }
 
     /// 400 `error-invalid-params`: the message names the field and a valid value.
@@ -137,6 +234,15 @@ impl ApiError {
         )
     }
 
+    /// 400 `error-cors-refused`: a preflight that the cross-origin policy refuses.
+    pub fn cors_refused(reason: String) -> ApiError {
+        ApiError::typed(
+            StatusCode::BAD_REQUEST,
+            "error-cors-refused",
+            format!("cross-origin preflight refused: {reason} (see cors.allowed_origins)"),
+        )
+    }
+
     /// Returns the `errorType` of the body, if it has one.
     pub fn error_type(&self) -> Option<&'static str> {
         match self.kind {
@@ -148,6 +254,18 @@ impl ApiError {
     /// Returns the human-readable message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// Returns why the request was refused, for metrics and logs: the
+    /// `errorType`, or a fixed name for the bodies that have none.
+    pub fn reason(&self) -> &'static str {
+        match self.kind {
+            Kind::LoginRequired => "login-required",
+            Kind::Forbidden => "forbidden",
+            Kind::NotFound => "not-found",
+            Kind::TooManyRequests => "error-too-many-requests",
+            Kind::Typed(_, error_type) => error_type,
+        }
     }
 }
 
@@ -170,8 +288,12 @@ impl From<StoreError> for ApiError {
             StoreError::ConnectionOfAnotherUser(_) => {
                 (StatusCode::CONFLICT, "error-connection-conflict")
             }
-            StoreError::TooManyTokens | StoreError::TooManyConnections => {
+            StoreError::TooManyTokens | StoreError::TooManyConnections { .. } => {
                 (StatusCode::BAD_REQUEST, "error-limit-exceeded")
+            }
+            // The service is full, not the request wrong: 507 Insufficient Storage.
+            StoreError::TooManyUsers { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, "error-too-many-users")
             }
         };
         ApiError::typed(status, error_type, e.to_string())
@@ -190,6 +312,7 @@ impl ResponseError for ApiError {
             Kind::LoginRequired => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Kind::Typed(status, _) => status,
         }
     }
@@ -203,16 +326,24 @@ impl ResponseError for ApiError {
                 message,
                 error: message,
             }),
-            Kind::Forbidden | Kind::NotFound => serde_json::to_string(&PlainBody {
-                success: false,
-                error: message,
-            }),
+            Kind::Forbidden | Kind::NotFound | Kind::TooManyRequests => {
+                serde_json::to_string(&PlainBody {
+                    success: false,
+                    error: message,
+                })
+            }
             Kind::Typed(_, error_type) => serde_json::to_string(&TypedBody {
                 success: false,
                 error: message,
                 error_type,
             }),
         };
-        super::json_response(self.status_code(), body.unwrap_or_default())
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(headers) = &self.rate_limit {
+            headers.apply(&mut response);
+        }
+        response
+            .content_type("application/json")
+            .body(body.unwrap_or_default())
     }
 }

@@ -1,31 +1,15 @@
-//! What every handler shares: the store and the settings that shape answers.
+//! What every handler shares: the store, the settings that shape answers, the
+//! metrics and the rate limits.
 
+use super::rate_limits::RateLimits;
 use crate::api::answer_cache::{RecentAnswers, SnapshotCache};
+use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::Store;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-
-/// Counts of HTTP-level events, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    not_modified: AtomicU64,
-}
-
-impl Counters {
-    /// Counts a `304 Not Modified`.
-    pub fn not_modified(&self) {
-        self.not_modified.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Returns how many `304 Not Modified` were answered.
-    pub fn not_modified_total(&self) -> u64 {
-        self.not_modified.load(Ordering::Relaxed)
-    }
-}
 
 /// Built once, outside the worker factory, and shared by all workers.
 #[derive(Debug)]
@@ -38,7 +22,9 @@ pub struct AppState {
     pub snapshots: SnapshotCache,
     /// Recent deltas and id lists, shared by polls that ask the same question.
     pub recent: RecentAnswers,
-    pub counters: Counters,
+    pub metrics: Arc<Metrics>,
+    /// Off until [`AppState::with_rate_limits`] sets them.
+    pub limits: RateLimits,
     /// The snapshot file, when persistence is on; `/ready` reports its failures.
     pub persistence: Option<Arc<SnapshotFile>>,
     /// SHA-256 of the ingest token; `None` disables the internal API.
@@ -52,18 +38,26 @@ impl AppState {
         max_ids: usize,
         max_body_bytes: usize,
         ingest_token: Option<&str>,
+        metrics: Arc<Metrics>,
     ) -> AppState {
         AppState {
             store,
             delta_window,
             max_ids,
             max_body_bytes,
-            snapshots: SnapshotCache::default(),
-            recent: RecentAnswers::default(),
-            counters: Counters::default(),
+            snapshots: SnapshotCache::new(metrics.snapshot_rebuilds.clone()),
+            recent: RecentAnswers::new(metrics.answer_reuses.clone()),
+            metrics,
+            limits: RateLimits::default(),
             persistence: None,
             ingest_token_hash: ingest_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
+    }
+
+    /// The same state with `limits` applied.
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> AppState {
+        self.limits = limits;
+        self
     }
 
     /// Returns whether the internal API is enabled.

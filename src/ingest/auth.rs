@@ -1,4 +1,5 @@
-//! Bearer-token auth of the internal API.
+//! Bearer-token auth of the internal API, and the tokens it must never run with
+//! where others can reach it.
 
 use crate::http::{ApiError, AppState};
 use actix_web::dev::Payload;
@@ -41,5 +42,57 @@ fn check(req: &HttpRequest) -> Result<IngestAuth, ApiError> {
         Ok(IngestAuth)
     } else {
         Err(ApiError::ingest_unauthorized())
+    }
+}
+
+/// Tokens found in examples, docs and demos, which an attacker tries first.
+/// Compared without regard to case and to `-`/`_`.
+const PLACEHOLDERS: &[&str] = &[
+    "changeme",
+    "secret",
+    "token",
+    "password",
+    "ingesttoken",
+    "demoingesttoken",
+    "testingesttoken",
+    "test",
+    "example",
+    "admin",
+    "default",
+];
+
+/// Returns true if and only if `token` is a well-known placeholder (such as
+/// `change-me` or the `--demo` token), which must not guard a non-loopback listener.
+pub fn is_placeholder(token: &str) -> bool {
+    let folded: String = token
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_'))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    PLACEHOLDERS.contains(&folded.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_known_in_any_case_and_spelling() {
+        for token in [
+            "changeme",
+            "change-me",
+            "CHANGE_ME",
+            "secret",
+            "Token",
+            "password",
+            crate::demo::INGEST_TOKEN,
+            "test-ingest-token",
+        ] {
+            assert!(is_placeholder(token), "{token}");
+        }
+        for token in ["n7Yq2x-Lr0d9KfVw3hTz", "secret-of-prod-42", "change-me-now"] {
+            assert!(!is_placeholder(token), "{token}");
+        }
     }
 }

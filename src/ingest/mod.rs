@@ -5,17 +5,18 @@ mod auth;
 mod ops;
 mod routes;
 
-pub use auth::IngestAuth;
-pub use ops::{parse_batch_op, parse_op, OpKind};
+pub use auth::{is_placeholder, IngestAuth};
+pub use ops::{parse_batch_op, parse_op, Fields, OpKind};
 
-use crate::http::not_found;
+use crate::http::{not_found, resource};
 use actix_web::web;
 
 /// Mounts the internal routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(not_found));
+    const SCOPE: &str = "/internal/v1";
+    let resource = |path: &str| resource(SCOPE, path);
     cfg.service(
-        web::scope("/internal/v1")
+        web::scope(SCOPE)
             .service(
                 resource("/users/{id}")
                     .route(web::put().to(routes::put_user))

@@ -18,9 +18,7 @@
 //! earlier cursor gets a full answer (SPEC §2.3), and restoring logs nothing.
 
 use super::expiry::Deadline;
-use super::{
-    now_ms, Locked, Store, StoreOptions, UserRecord, MAX_CONNECTIONS_PER_USER, MAX_TOKENS_PER_USER,
-};
+use super::{now_ms, Locked, Store, StoreOptions, UserRecord, MAX_TOKENS_PER_USER};
 use crate::domain::status::visible_status;
 use crate::domain::{
     ConnStatus, ConnectionId, InstanceId, Profile, Status, StatusText, TokenHash, UserId, Username,
@@ -201,8 +199,15 @@ impl Store {
 }
 
 /// A store being rebuilt from an image, user by user, before anyone uses it.
+///
+/// Caps lowered since the image was taken (`presence.max_users`,
+/// `presence.max_connections_per_user`) do not refuse what it holds: they
+/// refuse new users and connections, as they would had the process kept
+/// running. [`Restoring::finish`] logs a warning when the store is over one.
 pub struct Restoring {
     store: Store,
+    /// Users restored with more connections than the cap allows.
+    over_connection_cap: usize,
     /// The wall clock and the store's clock read at the same moment, to turn
     /// refresh times back into ages.
     wall_now: i64,
@@ -221,6 +226,7 @@ impl Restoring {
         let clock_now = store.shared.clock.stamp(Instant::now());
         Restoring {
             store,
+            over_connection_cap: 0,
             wall_now,
             clock_now,
         }
@@ -266,12 +272,6 @@ impl Restoring {
             return Err(invalid(format!(
                 "hashedTokens: {} tokens, expected at most {MAX_TOKENS_PER_USER}",
                 user.tokens.len()
-            )));
-        }
-        if user.connections.len() > MAX_CONNECTIONS_PER_USER {
-            return Err(invalid(format!(
-                "connections: {} connections, expected at most {MAX_CONNECTIONS_PER_USER}",
-                user.connections.len()
             )));
         }
 
@@ -359,6 +359,11 @@ impl Restoring {
         }
         sh.open_connections
             .fetch_add(record.connections.len(), Ordering::Relaxed);
+        sh.user_count.fetch_add(1, Ordering::Relaxed);
+        let cap = sh.max_connections_per_user;
+        if cap > 0 && record.connections.len() > cap {
+            self.over_connection_cap += 1;
+        }
         if record.visible_status() != Status::Offline {
             sh.online.fetch_add(1, Ordering::Relaxed);
         }
@@ -367,6 +372,23 @@ impl Restoring {
 
     /// The restored store, ready to serve.
     pub fn finish(self) -> Store {
+        let sh = &*self.store.shared;
+        let users = sh.user_count.load(Ordering::Relaxed);
+        if sh.max_users != 0 && users > sh.max_users {
+            tracing::warn!(
+                "restored {users} users, more than presence.max_users = {}: \
+                 no user can be created until enough are deleted",
+                sh.max_users
+            );
+        }
+        if self.over_connection_cap > 0 {
+            tracing::warn!(
+                "restored {} users with more than presence.max_connections_per_user = {} \
+                 connections: they can open no more until some close",
+                self.over_connection_cap,
+                sh.max_connections_per_user
+            );
+        }
         self.store
     }
 }
@@ -375,6 +397,7 @@ impl Restoring {
 mod tests {
     use super::super::tests::{assert_indexes_exact, every_user, roster, run, step, store, TTL};
     use super::*;
+    use crate::store::StoreError;
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -567,8 +590,6 @@ mod tests {
             (UserImage { status_text: " padded".into(), ..user("u") }, "statusText: expected a trimmed text"),
             (UserImage { status_text: "x".repeat(121), ..user("u") }, "statusText: expected a trimmed text"),
             (UserImage { tokens: vec![TokenHash::of_token("t").unwrap(); 257], ..user("u") }, "hashedTokens: 257 tokens"),
-            (UserImage { connections: (0..257).map(|i| connection(&format!("c{i}"), 0)).collect(), ..user("u") },
-             "connections: 257 connections"),
             (UserImage { connections: vec![connection("c 1", 0)], ..user("u") }, "connectionId: \"c 1\" is not valid"),
             (UserImage { connections: vec![ConnectionImage { instance: Some("i/1".into()), ..connection("c1", 0) }], ..user("u") },
              "instanceId: \"i/1\" is not valid"),
@@ -665,6 +686,45 @@ mod tests {
             })
         );
         restore(images(&store));
+    }
+
+    #[test]
+    fn caps_lowered_since_the_image_refuse_new_users_and_connections_not_restored_ones() {
+        let mut restoring = Restoring::new(&StoreOptions {
+            max_users: 2,
+            max_connections_per_user: 1,
+            ..StoreOptions::default()
+        });
+        let mut busy = online("a", "c1");
+        busy.connections.push(connection("c2", now_ms()));
+        for user in [busy, user("b"), user("c")] {
+            restoring.add(user).unwrap();
+        }
+        let store = restoring.finish();
+        assert_eq!((store.stats().users, store.stats().connections), (3, 2));
+        let profile =
+            || Profile::new(Username::parse("d").unwrap(), None, None, None, &[], true).unwrap();
+        let d = UserId::parse("d").unwrap();
+        assert_eq!(
+            store.put_user(&d, profile()),
+            Err(StoreError::TooManyUsers { limit: 2 })
+        );
+        let a = UserId::parse("a").unwrap();
+        let c3 = ConnectionId::parse("c3").unwrap();
+        assert!(store
+            .put_connection(&c3, &a, ConnStatus::Online, None)
+            .is_err());
+        let c1 = ConnectionId::parse("c1").unwrap();
+        assert!(
+            store
+                .put_connection(&c1, &a, ConnStatus::Online, None)
+                .is_ok(),
+            "a heartbeat"
+        );
+        // Restored users count: once below the cap, creating works again.
+        store.delete_user(&UserId::parse("b").unwrap());
+        store.delete_user(&UserId::parse("c").unwrap());
+        assert!(store.put_user(&d, profile()).is_ok());
     }
 
     #[test]

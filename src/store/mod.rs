@@ -52,8 +52,6 @@ use user::{Touched, UserRecord};
 
 /// Most login tokens one user may hold (one per device, typically a handful).
 pub const MAX_TOKENS_PER_USER: usize = 256;
-/// Most simultaneous connections of one user.
-pub const MAX_CONNECTIONS_PER_USER: usize = 256;
 
 /// What the store needs to know of the settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +61,10 @@ pub struct StoreOptions {
     pub connection_ttl: Duration,
     pub allow_invisible: bool,
     pub broadcast_disabled: bool,
+    /// Most open connections of one user; 0 means no limit.
+    pub max_connections_per_user: usize,
+    /// Most users; 0 means no limit.
+    pub max_users: usize,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +76,8 @@ impl Default for StoreOptions {
             connection_ttl: Duration::from_secs(300),
             allow_invisible: true,
             broadcast_disabled: false,
+            max_connections_per_user: 256,
+            max_users: 0,
         }
     }
 }
@@ -86,7 +90,15 @@ pub enum StoreError {
     InvisibleNotAllowed,
     ConnectionOfAnotherUser(ConnectionId),
     TooManyTokens,
-    TooManyConnections,
+    /// The user already has `limit` connections.
+    TooManyConnections {
+        user: UserId,
+        limit: usize,
+    },
+    /// The store already holds `limit` users.
+    TooManyUsers {
+        limit: usize,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -109,12 +121,17 @@ impl fmt::Display for StoreError {
             StoreError::TooManyTokens => {
                 write!(f, "token: a user may hold at most {MAX_TOKENS_PER_USER} tokens; revoke old ones first")
             }
-            StoreError::TooManyConnections => {
-                write!(
-                    f,
-                    "connectionId: a user may have at most {MAX_CONNECTIONS_PER_USER} connections"
-                )
-            }
+            StoreError::TooManyConnections { user, limit } => write!(
+                f,
+                "connectionId: user {:?} already has {limit} open connections, the most allowed \
+                 (presence.max_connections_per_user); close one first",
+                user.as_str()
+            ),
+            StoreError::TooManyUsers { limit } => write!(
+                f,
+                "userId: cannot create another user: {limit} users are held, the most allowed \
+                 (presence.max_users); delete users or raise the limit"
+            ),
         }
     }
 }
@@ -222,6 +239,11 @@ struct Shared {
     /// `/metrics` need not walk every user.
     online: AtomicUsize,
     open_connections: AtomicUsize,
+    /// Users held, kept by creation and deletion so that `max_users` is
+    /// checked without walking the shards (which would take a second user shard).
+    user_count: AtomicUsize,
+    max_users: usize,
+    max_connections_per_user: usize,
 }
 
 impl Shared {
@@ -238,6 +260,18 @@ impl Shared {
         let hash = self.hash(id);
         let shard = self.users_of(hash).read();
         shard.find(hash, id).and_then(|slot| shard.get(slot)).map(f)
+    }
+
+    /// Counts a user about to be created, or refuses if `max_users` are held.
+    /// Exact under concurrent creators: the check and the count are one atomic step.
+    fn reserve_user(&self) -> Result<(), StoreError> {
+        let limit = self.max_users;
+        self.user_count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (limit == 0 || n < limit).then_some(n + 1)
+            })
+            .map(drop)
+            .map_err(|_| StoreError::TooManyUsers { limit })
     }
 
     /// The first of `candidates` whose record `is_it` accepts. Takes each
@@ -301,6 +335,9 @@ impl Store {
                 expired: AtomicU64::new(0),
                 online: AtomicUsize::new(0),
                 open_connections: AtomicUsize::new(0),
+                user_count: AtomicUsize::new(0),
+                max_users: options.max_users,
+                max_connections_per_user: options.max_connections_per_user,
             }),
         }
     }
@@ -398,6 +435,7 @@ impl Store {
                     self.publish(key(slot, record), record, touched)
                 }
                 None => {
+                    sh.reserve_user()?;
                     let (slot, record) = shard.insert(
                         hash,
                         |generation| UserRecord::new(id, &profile, generation),
@@ -458,6 +496,7 @@ impl Store {
             let tombstone = Arc::new(UserView::deleted(id.as_str(), &name));
             let cursor = sh.log.append(user, Some(tombstone), now_ms());
             shard.remove(hash, slot);
+            sh.user_count.fetch_sub(1, Ordering::Relaxed);
             return Written {
                 change: Some(cursor),
             };
@@ -538,9 +577,12 @@ impl Store {
         let Some(record) = shard.get_mut(slot) else {
             return Err(StoreError::UnknownUser(user.clone()));
         };
-        if record.connection(link).is_none() && record.connections.len() >= MAX_CONNECTIONS_PER_USER
-        {
-            return Err(StoreError::TooManyConnections);
+        let limit = sh.max_connections_per_user;
+        if limit > 0 && record.connection(link).is_none() && record.connections.len() >= limit {
+            return Err(StoreError::TooManyConnections {
+                user: user.clone(),
+                limit,
+            });
         }
         let now = sh.clock.stamp(Instant::now());
         let (touched, opened) = record.put_connection(link, status, instance, now, || {

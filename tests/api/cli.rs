@@ -341,3 +341,151 @@ async fn ingest_token_from_the_environment_opens_the_internal_api() {
     child.terminate();
     assert_eq!(child.wait().await.code(), Some(0));
 }
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_at_debug_and_never_a_token() {
+    const INGEST: &str = "cli-ingest-secret-4f9a2c";
+    const LOGIN: &str = "cli-login-secret-8b1e7d";
+    let (mut child, port) = start_listening(
+        &[],
+        &[
+            ("PRESENCED_INGEST_TOKEN", INGEST),
+            ("PRESENCED_LOG_LEVEL", "debug"),
+            ("PRESENCED_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    for (path, body) in [
+        ("/internal/v1/users/jane", json!({"username": "jane"})),
+        ("/internal/v1/users/jane/tokens", json!({"token": LOGIN})),
+    ] {
+        let method = if path.ends_with("tokens") {
+            "POST"
+        } else {
+            "PUT"
+        };
+        let response = client
+            .request(method.parse().expect("method"), format!("{base}{path}"))
+            .bearer_auth(INGEST)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    for token in [LOGIN, "a-wrong-token"] {
+        client
+            .get(format!("{base}/api/v1/users.presence?ids=jane"))
+            .header("X-User-Id", "jane")
+            .header("X-Auth-Token", token)
+            .header("Authorization", format!("Bearer {INGEST}"))
+            .send()
+            .await
+            .expect("request sent");
+    }
+    child.terminate();
+    assert_eq!(child.wait().await.code(), Some(0));
+
+    let stderr = child.stderr();
+    assert!(
+        !stderr.contains(INGEST),
+        "the ingest token was logged:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(LOGIN),
+        "a login token was logged:\n{stderr}"
+    );
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let request = |route: &str, status: u64| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["route"] == route && l["fields"]["status"] == status)
+    };
+    let served = request("/api/v1/users.presence", 200).expect("a line for the poll");
+    assert_eq!(served["level"], "DEBUG");
+    assert_eq!(served["fields"]["message"], "request");
+    assert_eq!(served["fields"]["method"], "GET");
+    assert!(
+        served["fields"]["latency_ms"].as_f64().is_some(),
+        "{served}"
+    );
+    let refused = request("/api/v1/users.presence", 401).expect("a line for the 401");
+    assert_eq!(refused["fields"]["reason"], "login-required", "{refused}");
+    assert!(
+        request("/internal/v1/users/{id}", 200).is_some(),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_placeholder_ingest_token_on_a_public_bind_stops_start_up_with_a_clear_message() {
+    // Refused before binding, so nothing listens on 0.0.0.0; were it not, the
+    // bounded wait fails the test and the drop kills the child.
+    let mut child = start(
+        &["--bind", "0.0.0.0:0"],
+        &[("PRESENCED_INGEST_TOKEN", "change-me")],
+    );
+    let status = child.wait().await;
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(1), "{status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("ingest.token is a well-known placeholder"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0.0.0.0:0"), "{stderr}");
+}
+
+#[tokio::test]
+async fn cors_origins_from_the_environment_let_that_origin_read_the_api() {
+    let (mut child, port) = start_listening(
+        &["--demo"],
+        &[(
+            "PRESENCED_CORS_ALLOWED_ORIGINS",
+            "http://a.example:8080, http://b.example",
+        )],
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/users.presence");
+    for (origin, allowed) in [
+        ("http://b.example", true),
+        ("http://a.example:8080", true),
+        ("http://c.example", false),
+    ] {
+        let response = client
+            .get(&url)
+            .header("Origin", origin)
+            .header("X-Auth-Token", DEMO_TOKEN)
+            .header("X-User-Id", DEMO_USER)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        let allow = response.headers().get("access-control-allow-origin");
+        assert_eq!(allow.is_some_and(|v| v == origin), allowed, "{origin}");
+    }
+
+    child.terminate();
+    assert_eq!(child.wait().await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_invalid_cors_origin_in_the_environment_stops_start_up_naming_it() {
+    let stderr = refused(
+        &[],
+        &[("PRESENCED_CORS_ALLOWED_ORIGINS", "http://a.example/app")],
+    )
+    .await;
+    assert!(
+        stderr.contains("PRESENCED_CORS_ALLOWED_ORIGINS"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("http://a.example/app"), "{stderr}");
+}

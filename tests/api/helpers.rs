@@ -325,6 +325,27 @@ impl TestApp {
     pub async fn stats(&self) -> Value {
         self.ingest_ok(Method::GET, "/stats", None).await
     }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("text body")
+    }
+}
+
+/// The value of the sample `series` (a name with its labels, as exposed) in
+/// `metrics`, if it is there.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
 }
 
 /// The `users` of a presence body, sorted by `_id`.

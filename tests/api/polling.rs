@@ -228,20 +228,10 @@ async fn the_full_answer_is_rendered_once_per_log_position_however_many_poll_at_
 }
 
 async fn metric(app: &TestApp, name: &str) -> u64 {
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    let metrics = app.metrics().await;
+    let value = sample(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"));
+    // Counters are whole numbers, printed without a fraction.
+    value as u64
 }
 
 #[tokio::test]

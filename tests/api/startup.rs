@@ -8,14 +8,9 @@ type Setter = fn(&mut presenced::Settings);
 
 #[tokio::test]
 async fn settings_for_features_not_built_yet_stop_start_up_with_the_key_named() {
-    let cases: [(&str, Setter); 2] = [
-        ("cors.allowed_origins", |s| {
-            s.cors.allowed_origins = vec!["*".into()]
-        }),
-        ("cluster.redis_url", |s| {
-            s.cluster.redis_url = Some("redis://127.0.0.1:6379".into())
-        }),
-    ];
+    let cases: [(&str, Setter); 1] = [("cluster.redis_url", |s| {
+        s.cluster.redis_url = Some("redis://127.0.0.1:6379".into())
+    })];
     for (key, set) in cases {
         let mut settings = test_settings();
         set(&mut settings);
@@ -56,4 +51,47 @@ async fn the_demo_seed_answers_the_upstream_example_request() {
         .filter(|id| id.starts_with("sim"))
         .count();
     assert!(simulated > 0, "some simulated users are online");
+}
+
+#[tokio::test]
+async fn a_placeholder_ingest_token_is_refused_on_a_non_loopback_bind() {
+    for (bind, token) in [
+        ("0.0.0.0:0", "changeme"),
+        ("0.0.0.0:0", "change-me"),
+        ("[::]:0", "Secret"),
+        ("0.0.0.0:0", "token"),
+        ("0.0.0.0:0", "password"),
+        ("0.0.0.0:0", presenced::demo::INGEST_TOKEN),
+    ] {
+        let mut settings = test_settings();
+        settings.server.bind = bind.parse().expect("address");
+        settings.ingest.token = Some(token.to_owned());
+        let error = Application::build(&settings, false)
+            .err()
+            .unwrap_or_else(|| panic!("{token} on {bind} was accepted"));
+        let message = error.to_string();
+        assert!(
+            message.starts_with("ingest.token is a well-known placeholder"),
+            "{message}"
+        );
+        assert!(message.contains("PRESENCED_INGEST_TOKEN"), "{message}");
+    }
+    // --demo without a token of its own would use its published one.
+    let mut settings = test_settings();
+    settings.server.bind = "0.0.0.0:0".parse().expect("address");
+    settings.ingest.token = None;
+    assert!(Application::build(&settings, true).is_err());
+}
+
+#[tokio::test]
+async fn a_loopback_bind_may_use_a_placeholder_token() {
+    let mut settings = test_settings();
+    settings.ingest.token = Some("changeme".to_owned());
+    let app = spawn_settings(&settings, false).await;
+    let answer = send(
+        app.internal(reqwest::Method::GET, "/stats")
+            .bearer_auth("changeme"),
+    )
+    .await;
+    assert_eq!(answer.status, reqwest::StatusCode::OK, "{}", answer.body);
 }
