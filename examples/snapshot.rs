@@ -6,43 +6,38 @@
 //! `cargo run --release --example snapshot [N...]`; the file goes to a
 //! temporary directory (`$TMPDIR`), so the disk is whatever backs it.
 
-use presenced::domain::{
-    ConnStatus, ConnectionId, InstanceId, Profile, TokenHash, UserId, Username,
-};
+use presenced::domain::{ConnStatus, Status, TokenHash};
 use presenced::persistence::{load, save};
-use presenced::store::{Store, StoreOptions};
+use presenced::store::{ConnectionImage, Restoring, Store, StoreOptions, UserImage};
 use std::time::Instant;
 
+/// A store of `users` users, built the way a load builds one.
 fn filled(users: usize) -> Store {
-    let store = Store::new(&StoreOptions::default());
-    let instance = InstanceId::parse("node-a").ok();
+    let mut restoring = Restoring::new(&StoreOptions::default());
+    let now = chrono::Utc::now().timestamp_millis();
     for i in 0..users {
-        let (Ok(id), Ok(username), Ok(connection), Ok(token)) = (
-            UserId::parse(&format!("{i:017}")),
-            Username::parse(&format!("user.{i}")),
-            ConnectionId::parse(&format!("conn-{i:017}")),
-            TokenHash::of_token(&format!("token-{i}")),
-        ) else {
-            unreachable!("generated ids are valid");
+        let Ok(token) = TokenHash::of_token(&format!("token-{i}")) else {
+            unreachable!("a generated token is valid");
         };
-        let Ok(profile) = Profile::new(
-            username,
-            Some(format!("User Number {i}")),
-            Some(0.0),
-            None,
-            &[],
-            true,
-        ) else {
-            unreachable!("generated profile is valid");
+        let user = UserImage {
+            username: format!("user.{i}").into(),
+            name: Some(format!("User Number {i}").into()),
+            utc_offset: Some(0.0),
+            status: Status::Online,
+            tokens: [token].into_iter().collect(),
+            connections: [ConnectionImage {
+                id: format!("conn-{i:017}").into(),
+                instance: Some("node-a".into()),
+                status: ConnStatus::Online,
+                refreshed_at_ms: now,
+            }]
+            .into_iter()
+            .collect(),
+            ..UserImage::new(&format!("{i:017}"))
         };
-        let ok = store.put_user(&id, profile).is_ok()
-            && store.add_token(&id, token).is_ok()
-            && store
-                .put_connection(&connection, &id, ConnStatus::Online, instance.clone())
-                .is_ok();
-        assert!(ok);
+        restoring.add(user).unwrap_or_else(|e| panic!("{e}"));
     }
-    store
+    restoring.finish()
 }
 
 fn main() {

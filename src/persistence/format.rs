@@ -19,6 +19,7 @@
 use crate::domain::{ConnStatus, Status, TokenHash};
 use crate::store::{ConnectionImage, UserImage};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// What the header's `format` says.
@@ -59,12 +60,14 @@ fn yes() -> bool {
     true
 }
 
-/// A user line. The strings borrow when writing and own when reading.
+/// A user line. The strings borrow when writing, and when reading those
+/// without escapes (ids, statuses: nearly all) borrow from the line too.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserLine<'a> {
-    #[serde(rename = "_id")]
+    #[serde(rename = "_id", borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     username: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<Cow<'a, str>>,
@@ -80,10 +83,16 @@ struct UserLine<'a> {
     admin: bool,
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     active: bool,
-    #[serde(rename = "statusDefault")]
+    #[serde(rename = "statusDefault", borrow)]
     chosen: Cow<'a, str>,
+    #[serde(borrow)]
     status: Cow<'a, str>,
-    #[serde(rename = "statusText", default, skip_serializing_if = "str::is_empty")]
+    #[serde(
+        rename = "statusText",
+        default,
+        skip_serializing_if = "str::is_empty",
+        borrow
+    )]
     status_text: Cow<'a, str>,
     #[serde(
         rename = "hashedTokens",
@@ -91,14 +100,14 @@ struct UserLine<'a> {
         skip_serializing_if = "Vec::is_empty"
     )]
     tokens: Vec<Cow<'a, str>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", borrow)]
     connections: Vec<ConnectionLine<'a>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConnectionLine<'a> {
-    #[serde(rename = "connectionId")]
+    #[serde(rename = "connectionId", borrow)]
     id: Cow<'a, str>,
     #[serde(
         rename = "instanceId",
@@ -106,6 +115,7 @@ struct ConnectionLine<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     instance: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     status: Cow<'a, str>,
     /// Wall-clock ms since the Unix epoch.
     #[serde(rename = "refreshedAt")]
@@ -176,7 +186,7 @@ pub fn parse_user(line: &[u8]) -> Result<UserImage, String> {
         .tokens
         .iter()
         .map(|t| TokenHash::parse_hashed(t).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<SmallVec<_>, _>>()?;
     let connections = line
         .connections
         .into_iter()
@@ -188,24 +198,24 @@ pub fn parse_user(line: &[u8]) -> Result<UserImage, String> {
                 )
             })?;
             Ok(ConnectionImage {
-                id: c.id.into_owned(),
-                instance: c.instance.map(Cow::into_owned),
+                id: c.id.into(),
+                instance: c.instance.map(Into::into),
                 status,
                 refreshed_at_ms: c.refreshed_at,
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<SmallVec<_>, String>>()?;
     Ok(UserImage {
         chosen: status("statusDefault", &line.chosen)?,
         status: status("status", &line.status)?,
-        id: line.id.into_owned(),
-        username: line.username.into_owned(),
-        name: line.name.map(Cow::into_owned),
+        id: line.id.into(),
+        username: line.username.into(),
+        name: line.name.map(Into::into),
         utc_offset: line.utc_offset,
-        avatar_etag: line.avatar_etag.map(Cow::into_owned),
+        avatar_etag: line.avatar_etag.map(Into::into),
         is_admin: line.admin,
         active: line.active,
-        status_text: line.status_text.into_owned(),
+        status_text: line.status_text.into(),
         tokens,
         connections,
     })
@@ -227,8 +237,8 @@ mod tests {
             chosen: Status::Busy,
             status: Status::Busy,
             status_text: "in a meeting".into(),
-            tokens: vec![TokenHash::of_token("t").unwrap()],
-            connections: vec![ConnectionImage {
+            tokens: smallvec::smallvec![TokenHash::of_token("t").unwrap()],
+            connections: smallvec::smallvec![ConnectionImage {
                 id: "c1".into(),
                 instance: Some("node-a".into()),
                 status: ConnStatus::Away,

@@ -175,25 +175,24 @@ impl UserRecord {
     /// The record as plain data; `wall_ms` turns a time on the store's clock
     /// into wall-clock milliseconds.
     pub fn image(&self, wall_ms: impl Fn(u64) -> i64) -> UserImage {
-        let text = |s: Option<&str>| s.map(str::to_owned);
         UserImage {
-            id: self.id().to_owned(),
-            username: self.username().to_owned(),
-            name: text(self.name()),
+            id: self.id().into(),
+            username: self.username().into(),
+            name: self.name().map(CompactString::from),
             utc_offset: offset(self.utc_offset),
-            avatar_etag: text(self.avatar_etag()),
+            avatar_etag: self.avatar_etag().map(CompactString::from),
             is_admin: self.is_admin,
             active: self.active,
             chosen: self.chosen,
             status: self.status,
-            status_text: self.status_text().to_owned(),
-            tokens: self.tokens.to_vec(),
+            status_text: self.status_text().into(),
+            tokens: self.tokens.iter().copied().collect(),
             connections: self
                 .connections
                 .iter()
                 .map(|c| ConnectionImage {
-                    id: c.id.to_string(),
-                    instance: c.instance.as_ref().map(|i| i.as_str().to_owned()),
+                    id: c.id.clone(),
+                    instance: c.instance.as_ref().map(|i| i.as_str().into()),
                     status: c.status,
                     refreshed_at_ms: wall_ms(c.refreshed_ms),
                 })
