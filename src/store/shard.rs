@@ -60,7 +60,6 @@ pub(crate) struct UserShard {
     /// Slot indexes, found by id.
     by_id: HashTable<u32>,
     number: usize,
-    len: usize,
 }
 
 impl UserShard {
@@ -118,7 +117,6 @@ impl UserShard {
                 .and_then(Option::as_ref)
                 .map_or(0, |r| rehash(r.id()))
         });
-        self.len += 1;
         let record = self.records[index as usize].insert(make(generation));
         (Slot::new(self.number, index), record)
     }
@@ -132,7 +130,6 @@ impl UserShard {
         }
         self.free
             .push((index as u32, record.generation.wrapping_add(1)));
-        self.len -= 1;
         Some(record)
     }
 
@@ -143,10 +140,6 @@ impl UserShard {
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserRecord> {
         self.records.iter_mut().filter_map(Option::as_mut)
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 }
 
