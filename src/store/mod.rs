@@ -882,7 +882,7 @@ impl Store {
     /// Returns counts for `/internal/v1/stats` and `/metrics`.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            users: self.shared.users.iter().map(|s| s.read().len()).sum(),
+            users: self.shared.user_count.load(Ordering::Relaxed),
             online: self.shared.online.load(Ordering::Relaxed),
             connections: self.shared.open_connections.load(Ordering::Relaxed),
             expired: self.shared.expired.load(Ordering::Relaxed),

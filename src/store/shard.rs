@@ -60,7 +60,6 @@ pub(crate) struct UserShard {
     /// Slot indexes, found by id.
     by_id: HashTable<u32>,
     number: usize,
-    len: usize,
     /// Bumped by every mutable access to a record: if it has not moved, no
     /// user of the shard changed (snapshots skip a write on this).
     version: u64,
@@ -122,7 +121,6 @@ impl UserShard {
                 .and_then(Option::as_ref)
                 .map_or(0, |r| rehash(r.id()))
         });
-        self.len += 1;
         self.version += 1;
         let record = self.records[index as usize].insert(make(generation));
         (Slot::new(self.number, index), record)
@@ -138,7 +136,6 @@ impl UserShard {
         }
         self.free
             .push((index as u32, record.generation.wrapping_add(1)));
-        self.len -= 1;
         Some(record)
     }
 
@@ -150,10 +147,6 @@ impl UserShard {
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserRecord> {
         self.version += 1;
         self.records.iter_mut().filter_map(Option::as_mut)
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     /// How many times a record of the shard was (possibly) changed: it only
