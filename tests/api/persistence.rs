@@ -280,3 +280,50 @@ async fn an_unwritable_path_shows_in_ready_while_serving_and_clears_once_a_write
     assert_eq!(loaded.users, 1);
     serving.stop().await;
 }
+
+/// A full disk as the writer meets it: its temp file is a link to `/dev/full`,
+/// where every write fails with ENOSPC, so no mount or privilege is needed.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_full_disk_shows_in_ready_leaves_the_previous_snapshot_and_clears_once_a_write_succeeds()
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = persisted_in(dir.path());
+    settings.persistence.interval = Duration::from_secs(1);
+    let path = settings.persistence.path.clone().expect("a path");
+    let mut temp = path.clone().into_os_string();
+    temp.push(".tmp");
+    let serving = start(&settings);
+    let app = &serving.app;
+    let jane = app.login("jane").await;
+    wait_until("the first snapshot is written", || async { path.is_file() }).await;
+
+    // The link can only be made while no write is under way (a write holds the
+    // temp name from open to rename), so once it exists every write fails until
+    // one removes it, and the snapshot read now is the one that must survive.
+    wait_until("the temp name is free to link to /dev/full", || async {
+        std::os::unix::fs::symlink("/dev/full", &temp).is_ok()
+    })
+    .await;
+    let before = std::fs::read(&path).expect("the snapshot");
+    app.connect("jane", "online").await;
+    wait_until("/ready reports the full disk", || async {
+        let (status, body) = ready(app).await;
+        status == StatusCode::SERVICE_UNAVAILABLE
+            && body["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("No space left on device"))
+    })
+    .await;
+    assert_eq!(std::fs::read(&path).expect("the snapshot"), before);
+    assert!(app.presence(&jane, "").await.user("jane").is_some());
+
+    // A failed write removes its temp file, the link with it: the next succeeds.
+    app.connect("jane", "away").await;
+    wait_until("a write succeeds and /ready recovers", || async {
+        ready(app).await.0 == StatusCode::OK
+    })
+    .await;
+    assert_ne!(std::fs::read(&path).expect("the snapshot"), before);
+    serving.stop().await;
+}
