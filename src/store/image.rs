@@ -17,8 +17,7 @@
 //! first sweep. A restored store is a new epoch with an empty log: every
 //! earlier cursor gets a full answer (SPEC §2.3), and restoring logs nothing.
 
-use super::expiry::Deadline;
-use super::{now_ms, Locked, Store, StoreOptions, UserRecord, MAX_TOKENS_PER_USER};
+use super::{now_ms, Locked, Store, StoreError, StoreOptions, UserRecord, MAX_TOKENS_PER_USER};
 use crate::domain::status::visible_status;
 use crate::domain::{
     ConnStatus, ConnectionId, InstanceId, Profile, Status, StatusText, TokenHash, UserId, Username,
@@ -324,17 +323,14 @@ impl Restoring {
             .confirm(candidates, |r| r.username() == username)
             .is_some()
         {
-            return Err(invalid(format!(
-                "username: {username:?} already belongs to another user"
-            )));
+            return Err(invalid(
+                StoreError::UsernameTaken(profile.username.clone()).to_string(),
+            ));
         }
         let mut indexed = Locked::lock(&sh.connections, link_hashes.iter().copied());
         for (c, &h) in record.connections.iter().zip(&link_hashes) {
             let candidates = indexed.get(h).candidates(h);
-            if sh
-                .confirm(candidates, |r| r.connection(&c.id).is_some())
-                .is_some()
-            {
+            if sh.link_holder(candidates, &c.id).is_some() {
                 return Err(invalid(format!(
                     "connectionId: {:?} already belongs to another user",
                     c.id.as_str()
@@ -358,11 +354,7 @@ impl Restoring {
         names.get(name_hash).insert(name_hash, slot);
         for (c, &h) in record.connections.iter().zip(&link_hashes) {
             indexed.get(h).insert(h, slot);
-            sh.expiry.schedule(Deadline {
-                at_ms: c.refreshed_ms.saturating_add(sh.connection_ttl_ms),
-                generation: c.generation,
-                owner: slot,
-            });
+            sh.schedule_expiry(slot, c.refreshed_ms, c.generation);
         }
         sh.open_connections
             .fetch_add(record.connections.len(), Ordering::Relaxed);

@@ -289,6 +289,22 @@ impl Shared {
                 .is_some_and(&is_it)
         })
     }
+
+    /// The user among `candidates` (an index's matches for the connection's
+    /// hash) who holds the connection `link`. Call it holding no user shard.
+    fn link_holder(&self, candidates: impl Iterator<Item = Slot>, link: &str) -> Option<Slot> {
+        self.confirm(candidates, |r| r.connection(link).is_some())
+    }
+
+    /// Queues the first look at the connection of `generation` of the user in
+    /// `owner`, one TTL after its refresh; see the `expiry` module.
+    fn schedule_expiry(&self, owner: Slot, refreshed_ms: u64, generation: u64) {
+        self.expiry.schedule(Deadline {
+            at_ms: refreshed_ms.saturating_add(self.connection_ttl_ms),
+            generation,
+            owner,
+        });
+    }
 }
 
 /// The handle to all presence state. Cloning it is cheap.
@@ -554,10 +570,7 @@ impl Store {
         let elsewhere = indexed
             .candidates(link_hash)
             .filter(|slot| slot.shard() != own);
-        if sh
-            .confirm(elsewhere, |r| r.connection(link).is_some())
-            .is_some()
-        {
+        if sh.link_holder(elsewhere, link).is_some() {
             return Err(taken());
         }
         let mut shard = sh.users[own].write();
@@ -591,11 +604,7 @@ impl Store {
         if let Some(generation) = opened {
             indexed.insert(link_hash, slot);
             sh.open_connections.fetch_add(1, Ordering::Relaxed);
-            sh.expiry.schedule(Deadline {
-                at_ms: now.saturating_add(sh.connection_ttl_ms),
-                generation,
-                owner: slot,
-            });
+            sh.schedule_expiry(slot, now, generation);
         }
         Ok(self.publish(key(slot, record), record, touched))
     }
@@ -616,9 +625,7 @@ impl Store {
         let sh = &*self.shared;
         let link_hash = sh.hash(connection);
         let mut indexed = sh.connections[shard_of(link_hash)].lock();
-        let owner = sh.confirm(indexed.candidates(link_hash), |r| {
-            r.connection(connection).is_some()
-        })?;
+        let owner = sh.link_holder(indexed.candidates(link_hash), connection)?;
         // The index shard is held, so the connection is still the owner's.
         let mut shard = sh.users[owner.shard()].write();
         let record = shard.get_mut(owner)?;
