@@ -11,6 +11,7 @@
 # median run of each is reported: the machine is shared and single runs are noisy.
 #
 #   bash benches/load.sh            # DURATION=5s ROUNDS=3 CONNS=32 WORKERS=1 THREADS=1
+#   SCENARIOS="quiet 304" bash benches/load.sh   # some rows only (quiet busy full ids 304)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ WORKERS=${WORKERS:-1}
 USERS=${USERS:-100000}
 ONLINE=${ONLINE:-10000}
 BUSY=${BUSY:-300}
+SCENARIOS=${SCENARIOS:-quiet busy full ids 304}
 TOKEN=bench-ingest-token
 
 BUILD="--example static_baseline"
@@ -100,8 +102,9 @@ mid = runs[len(runs) // 2]
 print(mid[0], mid[1], mid[2], sum(int(r[3]) for r in runs))'
 }
 
-row() { # label, body name, then the wrk arguments, the URL last
-  local label=$1 body=$2; shift 2
+row() { # scenario, label, body name, then the wrk arguments, the URL last
+  [[ " $SCENARIOS " == *" $1 "* ]] || return 0
+  local label=$2 body=$3; shift 3
   local args=("$@")
   local url=${args[-1]}
   serve_static "$body"
@@ -119,8 +122,8 @@ row() { # label, body name, then the wrk arguments, the URL last
   ratio=$(python3 -c "print('%.2f' % ($prps / $srps))")
   echo "| $label | $(stat -c %s "$work/bodies/$body") | $prps | $pp50 | $pp99 | $srps | $sp50 | $sp99 | **$ratio** | $((perr + serr)) |"
 }
-row "quiet delta (from, no changes)" quiet "$base/api/v1/users.presence?${query[quiet]}"
-row "busy delta (since, $BUSY changed)" busy "$base/api/v1/users.presence?${query[busy]}"
-row "full snapshot ($ONLINE online)" full "$base/api/v1/users.presence"
-row "ids=100" ids "$base/api/v1/users.presence?${query[ids]}"
-row "304 revalidation of the full snapshot (static: the quiet body)" quiet -H "If-None-Match: $etag" "$base/api/v1/users.presence"
+row quiet "quiet delta (from, no changes)" quiet "$base/api/v1/users.presence?${query[quiet]}"
+row busy "busy delta (since, $BUSY changed)" busy "$base/api/v1/users.presence?${query[busy]}"
+row full "full snapshot ($ONLINE online)" full "$base/api/v1/users.presence"
+row ids "ids=100" ids "$base/api/v1/users.presence?${query[ids]}"
+row 304 "304 revalidation of the full snapshot (static: the quiet body)" quiet -H "If-None-Match: $etag" "$base/api/v1/users.presence"

@@ -115,6 +115,7 @@ pub struct RateLimiter<K> {
     max_keys_per_shard: usize,
     /// The latest moment any bucket may still be empty: before it, [`RateLimiter::refuses`]
     /// must look; from it on, every bucket holds a token and it answers without a lock.
+    /// 0 once every bucket is known to hold a token, so a check needs no clock.
     empty_until: AtomicU64,
 }
 
@@ -178,6 +179,27 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// be refused: one atomic load, no lock. True means "look the key up".
     pub fn may_refuse(&self, now: u64) -> bool {
         now < self.empty_until.load(Ordering::Relaxed)
+    }
+
+    /// [`RateLimiter::may_refuse`] at the time `clock` tells, which it asks only if
+    /// some bucket was emptied since the last check that found them all refilled:
+    /// the time to look keys up at, or `None` if no key can be refused. The check
+    /// runs on every authenticated request, and a clock read costs more than the load.
+    pub fn may_refuse_now(&self, clock: impl FnOnce() -> u64) -> Option<u64> {
+        let until = self.empty_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let now = clock();
+        if now < until {
+            return Some(now);
+        }
+        // All refilled. A bucket emptied meanwhile raised `until`, so this fails and
+        // the next check reads the clock again.
+        let _ = self
+            .empty_until
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        None
     }
 
     /// Returns the refusal if `key`'s bucket is empty at `now`, without taking a
@@ -310,6 +332,23 @@ mod tests {
         assert_eq!(two.refuses(&"other", 0), None);
         assert_eq!(two.refuses(&"k", 30_000), None);
         assert!(!two.may_refuse(30_000));
+    }
+
+    #[test]
+    fn may_refuse_now_reads_the_clock_only_while_a_bucket_may_be_empty() {
+        let two = limiter(2, 60);
+        let unread = || -> u64 { panic!("no bucket was emptied: the clock must not be read") };
+        assert_eq!(two.may_refuse_now(unread), None);
+        two.take(&"k", 0);
+        two.take(&"k", 0);
+        assert_eq!(two.may_refuse_now(|| 10), Some(10));
+        // Refilled by 30 s: found so once, then no clock again.
+        assert_eq!(two.may_refuse_now(|| 30_000), None);
+        assert_eq!(two.may_refuse_now(unread), None);
+        // Emptied again: looked up again.
+        two.take(&"k", 40_000);
+        two.take(&"k", 40_000);
+        assert_eq!(two.may_refuse_now(|| 40_001), Some(40_001));
     }
 
     #[test]

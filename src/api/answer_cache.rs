@@ -9,7 +9,9 @@
 
 use super::presence::{Answer, Plan};
 use crate::http::encoding::gzip;
+use crate::http::etag::Tag;
 use crate::store::{Cursor, Store};
+use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 use flate2::Compression;
 use parking_lot::{Mutex, RwLock};
@@ -21,17 +23,21 @@ use std::sync::{Arc, OnceLock};
 pub struct Rendered {
     pub cursor: Cursor,
     pub body: Bytes,
+    /// The `ETag` of the plan it answers, formatted once for every request it serves.
+    pub etag: HeaderValue,
     level: Compression,
     /// Compressed on first demand, once.
     gzip: OnceLock<Bytes>,
 }
 
 impl Rendered {
-    /// Renders `answer`; `level` is the gzip level to use if a client asks for it.
-    pub fn new(answer: &Answer, level: Compression) -> Rendered {
+    /// Renders `answer`, tagged `tag`; `level` is the gzip level to use if a
+    /// client asks for it.
+    pub fn new(answer: &Answer, tag: Tag, level: Compression) -> Rendered {
         Rendered {
             cursor: answer.cursor,
             body: Bytes::from(answer.render()),
+            etag: tag.header_value(),
             level,
             gzip: OnceLock::new(),
         }
@@ -85,8 +91,10 @@ impl SnapshotCache {
             return rendered;
         }
         // Built once and served many times: worth gzip's default level.
+        let answer = Answer::full(store.online());
         let rendered = Arc::new(Rendered::new(
-            &Answer::full(store.online()),
+            &answer,
+            Plan::Full.etag(answer.cursor),
             Compression::default(),
         ));
         *self.current.write() = Some(Arc::clone(&rendered));

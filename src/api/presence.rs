@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
 
@@ -199,12 +200,14 @@ impl<'a> Plan<'a> {
     }
 }
 
-fn respond_with(req: &HttpRequest, tag: Tag, rendered: &Rendered) -> HttpResponse {
+/// The 200 answer of `rendered`, tagged `etag`. Every header value is built
+/// already, so answering allocates only the response itself.
+fn respond_with(req: &HttpRequest, etag: HeaderValue, rendered: &Rendered) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response
-        .content_type("application/json")
+        .insert_header((header::CONTENT_TYPE, JSON))
         .insert_header((header::CACHE_CONTROL, NO_CACHE))
-        .insert_header((header::ETAG, tag.header_value()))
+        .insert_header((header::ETAG, etag))
         .insert_header((header::VARY, ACCEPT_ENCODING));
     if rendered.body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req) {
         response.insert_header((header::CONTENT_ENCODING, "gzip"));
@@ -234,23 +237,32 @@ async fn respond(
         Some(recent) => recent,
         None => match plan.answer(&state.store) {
             // Rendered once per change burst and reused: gzip's fast level.
-            Some(answer) => state
-                .recent
-                .put(&plan, Rendered::new(&answer, Compression::fast())),
+            Some(answer) => {
+                // Tagged at the position it was rendered at: the log may have moved
+                // since `head` was read.
+                let tag = plan.etag(answer.cursor);
+                state
+                    .recent
+                    .put(&plan, Rendered::new(&answer, tag, Compression::fast()))
+            }
             None => {
                 let rendered = state.snapshots.get(&state.store).await;
-                return Ok(respond_with(req, plan.etag(rendered.cursor), &rendered));
+                // The snapshot carries the tag of the plain full answer; a full
+                // answer to another question (a lagging cursor) has its own.
+                let etag = if plan == Plan::Full {
+                    rendered.etag.clone()
+                } else {
+                    plan.etag(rendered.cursor).header_value()
+                };
+                return Ok(respond_with(req, etag, &rendered));
             }
         },
     };
-    // The tag of what is sent: the log may have moved since `head` was read.
-    let sent = recent.rendered.cursor;
-    let tag = if sent == head {
-        Tag::new(key)
-    } else {
-        plan.etag(sent)
-    };
-    Ok(respond_with(req, tag, &recent.rendered))
+    Ok(respond_with(
+        req,
+        recent.rendered.etag.clone(),
+        &recent.rendered,
+    ))
 }
 
 /// `GET /api/v1/users.presence?ids=..&from=..&since=..`

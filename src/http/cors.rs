@@ -9,13 +9,17 @@ use crate::config::CorsSettings;
 use crate::http::error::{X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
 use crate::http::ApiError;
 use actix_cors::{Cors, CorsError};
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{
+    forward_ready, Service, ServiceFactory, ServiceRequest, ServiceResponse, Transform,
+};
 use actix_web::http::header::{self, HeaderName};
 use actix_web::http::Method;
 use actix_web::middleware::Condition;
 use actix_web::{web, Error, ResponseError, Scope};
-use std::future::Future;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// How long, in seconds, a browser may reuse a preflight answer: without it every
 /// poll would cost a second round trip, since the auth headers make each one preflighted.
@@ -99,7 +103,8 @@ fn as_browsers_send_it(origin: &str) -> String {
     }
 }
 
-/// Returns the scope at `path`, readable cross-origin as `policy` says.
+/// Returns the scope at `path`, readable cross-origin as `policy` says. With
+/// cross-origin access off, neither layer runs: every poll passes through here.
 pub fn scope(
     path: &str,
     policy: &CrossOrigin,
@@ -107,12 +112,15 @@ pub fn scope(
     impl ServiceFactory<
         ServiceRequest,
         Config = (),
-        Response = ServiceResponse<BoxBody>,
+        Response = ServiceResponse<impl MessageBody>,
         Error = Error,
         InitError = (),
     >,
 > {
-    web::scope(path).wrap(policy.middleware()).wrap_fn(finish)
+    let on = *policy != CrossOrigin::Off;
+    web::scope(path)
+        .wrap(policy.middleware())
+        .wrap(Condition::new(on, Finish))
 }
 
 /// Runs after actix-cors, on every answer of a wrapped scope:
@@ -121,36 +129,93 @@ pub fn scope(
 ///   loses `Access-Control-Expose-Headers` too, which actix-cors adds regardless, so a
 ///   disallowed origin sees no CORS header at all. `Vary: Origin` stays: the answer
 ///   does depend on the origin, and a shared cache must know it.
-fn finish<S, B>(
-    req: ServiceRequest,
-    service: &S,
-) -> impl Future<Output = Result<ServiceResponse<BoxBody>, Error>>
+///
+/// A middleware of its own rather than `wrap_fn`, which boxes every request's future.
+#[derive(Debug, Clone, Copy)]
+struct Finish;
+
+impl<S, B> Transform<S, ServiceRequest> for Finish
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody + 'static,
+    B: MessageBody,
 {
-    let answer = service.call(req);
-    async move {
-        let res = answer.await?;
-        let refused = res
-            .response()
-            .error()
-            .and_then(|e| e.as_error::<CorsError>())
-            .map(|e| ApiError::cors_refused(e.to_string()));
-        if let Some(error) = refused {
-            let (req, _) = res.into_parts();
-            return Ok(ServiceResponse::new(req, error.error_response()));
-        }
-        let mut res = res.map_into_boxed_body();
-        if !res
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-        {
-            res.headers_mut()
-                .remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
-        }
-        Ok(res)
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = FinishMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<FinishMiddleware<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(FinishMiddleware { service }))
     }
+}
+
+/// [`Finish`] around one worker's service.
+struct FinishMiddleware<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for FinishMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Finishing<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        Finishing {
+            answer: self.service.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of a wrapped scope, finished when it is ready.
+    struct Finishing<F> {
+        #[pin]
+        answer: F,
+    }
+}
+
+impl<F, B> Future for Finishing<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = match self.project().answer.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(answer) => answer?,
+        };
+        Poll::Ready(Ok(finish(res)))
+    }
+}
+
+fn finish<B: MessageBody>(res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let refused = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<CorsError>())
+        .map(|e| ApiError::cors_refused(e.to_string()));
+    if let Some(error) = refused {
+        let (req, _) = res.into_parts();
+        return ServiceResponse::new(req, error.error_response()).map_into_right_body();
+    }
+    let mut res = res.map_into_left_body();
+    if !res
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    {
+        res.headers_mut()
+            .remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
+    }
+    res
 }
 
 #[cfg(test)]

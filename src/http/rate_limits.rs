@@ -75,12 +75,11 @@ impl RateLimits {
         let Some(limiter) = &self.failed_auth else {
             return Ok(());
         };
-        let now = self.clock.now_ms();
-        // Checked first so that a request finds its client address (which may
-        // parse a header) only while some client is being refused.
-        if !limiter.may_refuse(now) {
+        // Checked first so that a request reads the clock and finds its client
+        // address (which may parse a header) only while some client may be refused.
+        let Some(now) = limiter.may_refuse_now(|| self.clock.now_ms()) else {
             return Ok(());
-        }
+        };
         let client = client_ip(req, self.forwarded_for_hops);
         match limiter.refuses(&client, now) {
             Some(refusal) => Err(ApiError::too_many_requests(self.headers(&refusal))),
