@@ -226,11 +226,11 @@ async fn respond(
     let plan = Plan::new(state, caller, params, now_ms)?;
     let head = state.store.cursor();
     let key = plan.key(head);
-    if Tag::new(key).is_held_by(req) {
+    if let Some(etag) = Tag::new(key).held_by(req) {
         state.metrics.not_modified.inc();
         return Ok(HttpResponse::NotModified()
             .insert_header((header::CACHE_CONTROL, NO_CACHE))
-            .insert_header((header::ETAG, Tag::new(key).header_value()))
+            .insert_header((header::ETAG, etag))
             .finish());
     }
     let recent = match state.recent.get(&plan, key, head) {

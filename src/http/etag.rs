@@ -15,8 +15,8 @@ impl Tag {
         Tag(key)
     }
 
-    /// Returns the `ETag` header value.
-    pub fn header_value(self) -> HeaderValue {
+    /// Returns the tag as sent: `W/"<16 lower-case hex digits>"`.
+    fn text(self) -> [u8; 20] {
         let mut text = [0u8; 20];
         text[..3].copy_from_slice(b"W/\"");
         for (i, byte) in text[3..19].iter_mut().enumerate() {
@@ -24,8 +24,13 @@ impl Tag {
             *byte = b"0123456789abcdef"[nibble as usize];
         }
         text[19] = b'"';
+        text
+    }
+
+    /// Returns the `ETag` header value.
+    pub fn header_value(self) -> HeaderValue {
         // Twenty ASCII bytes: always a valid header value.
-        HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("W/\"0\""))
+        HeaderValue::from_bytes(&self.text()).unwrap_or(HeaderValue::from_static("W/\"0\""))
     }
 
     /// Returns true if and only if this tag matches one of `items`, a raw
@@ -47,11 +52,19 @@ impl Tag {
         })
     }
 
-    /// Returns true if and only if the request's `If-None-Match` holds this tag.
-    pub fn is_held_by(self, req: &HttpRequest) -> bool {
-        req.headers()
+    /// If the request's `If-None-Match` holds this tag, returns the `ETag` value
+    /// of the 304: the request's own header when it is exactly this tag, as a
+    /// client revalidating sends it, so the answer formats and allocates nothing.
+    pub fn held_by(self, req: &HttpRequest) -> Option<HeaderValue> {
+        let held = req
+            .headers()
             .get_all(IF_NONE_MATCH)
-            .any(|value| self.matches(value.as_bytes()))
+            .find(|value| self.matches(value.as_bytes()))?;
+        Some(if held.as_bytes() == self.text() {
+            held.clone()
+        } else {
+            self.header_value()
+        })
     }
 }
 
@@ -89,5 +102,38 @@ mod tests {
         ] {
             assert!(!tag.matches(other.as_bytes()), "{other}");
         }
+    }
+
+    #[test]
+    fn a_304_carries_the_tag_in_its_own_form_whatever_form_the_request_held_it_in() {
+        let tag = Tag::new(0xdead_beef);
+        let ours = "W/\"00000000deadbeef\"";
+        for held in [
+            vec![ours],
+            vec!["\"00000000DEADBEEF\""],
+            vec!["*"],
+            vec!["\"x\"", ours],
+            vec!["W/\"0000000000000001\"", "\"x\", W/\"00000000deadbeef\""],
+        ] {
+            let req = held
+                .iter()
+                .fold(actix_web::test::TestRequest::default(), |req, value| {
+                    req.append_header((IF_NONE_MATCH, *value))
+                })
+                .to_http_request();
+            assert_eq!(
+                tag.held_by(&req).as_ref().map(HeaderValue::as_bytes),
+                Some(ours.as_bytes()),
+                "{held:?}"
+            );
+        }
+        let other = actix_web::test::TestRequest::default()
+            .insert_header((IF_NONE_MATCH, "W/\"0000000000000001\""))
+            .to_http_request();
+        assert_eq!(tag.held_by(&other), None);
+        assert_eq!(
+            tag.held_by(&actix_web::test::TestRequest::default().to_http_request()),
+            None
+        );
     }
 }
