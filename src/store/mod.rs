@@ -21,6 +21,7 @@ pub mod changelog;
 pub(crate) mod expiry;
 pub mod image;
 mod op;
+mod replica;
 mod shard;
 mod user;
 pub mod view;
@@ -32,6 +33,7 @@ pub use changelog::{Changed, Cursor, CursorError, Delta, Lagged, LogStats};
 pub use expiry::spawn_sweeper;
 pub use image::{ConnectionImage, ImageError, Moved, Restoring, UserImage};
 pub use op::{Applied, Op};
+pub use replica::{Logged, Replicated, UserState};
 pub use view::UserView;
 
 use crate::domain::{
@@ -332,6 +334,11 @@ fn locks<T: Default>() -> Box<[T]> {
 impl Store {
     /// Creates an empty store whose log epoch starts now.
     pub fn new(options: &StoreOptions) -> Store {
+        let log = ChangeLog::new(options.changelog_capacity, options.delta_window, now_ms());
+        Store::with_log(options, log)
+    }
+
+    fn with_log(options: &StoreOptions, log: ChangeLog<UserKey>) -> Store {
         Store {
             shared: Arc::new(Shared {
                 hasher: Hasher::default(),
@@ -340,7 +347,7 @@ impl Store {
                     .collect(),
                 usernames: locks(),
                 connections: locks(),
-                log: ChangeLog::new(options.changelog_capacity, options.delta_window, now_ms()),
+                log,
                 expiry: ExpiryQueue::default(),
                 clock: Clock::reaching_back(options.connection_ttl),
                 connection_ttl_ms: u64::try_from(options.connection_ttl.as_millis())
@@ -356,6 +363,13 @@ impl Store {
                 max_connections_per_user: options.max_connections_per_user,
             }),
         }
+    }
+
+    /// Creates the empty store of a cluster replica: its log numbers changes
+    /// by stream position, and lags every cursor until [`Store::rebase`].
+    pub fn replica(options: &StoreOptions) -> Store {
+        let log = ChangeLog::replicated(options.changelog_capacity, options.delta_window);
+        Store::with_log(options, log)
     }
 
     /// Logs the change a transition made, if it made one visible to others.
