@@ -28,6 +28,7 @@
 //! and logs the change, readers render what they read and cache whole answers.
 
 pub mod api;
+pub mod cluster;
 pub mod background;
 pub mod config;
 pub mod demo;

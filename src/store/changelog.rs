@@ -38,6 +38,11 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The cursor at position `seq` of epoch `epoch`.
+    pub fn new(epoch: u64, seq: u64) -> Cursor {
+        Cursor { epoch, seq }
+    }
+
     /// Returns the sequence number of the last change this cursor covers (0 = none).
     pub fn seq(&self) -> u64 {
         self.seq

@@ -1,0 +1,89 @@
+//! The writers' connection to Redis: one multiplexed connection shared by
+//! every request, opened on first use and dropped when it fails, so the next
+//! write reconnects (a write fails fast with 503 meanwhile rather than queueing
+//! behind a dead socket). The script is loaded on every new connection, so a
+//! Redis that restarted and forgot it is handled by reconnecting.
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, Value};
+use std::time::Duration;
+
+/// The writes, as one Lua script.
+pub const SCRIPT: &str = include_str!("presence.lua");
+
+/// How long a write waits to connect, and for an answer, before it is a 503.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub struct Link {
+    client: Client,
+    sha: String,
+    // A tokio mutex: connecting awaits, and one connect should serve every
+    // writer that was waiting for it.
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl Link {
+    pub fn new(client: Client) -> Link {
+        Link {
+            client,
+            sha: redis::Script::new(SCRIPT).get_hash().to_owned(),
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The SHA1 the script is invoked by.
+    pub fn sha(&self) -> &str {
+        &self.sha
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(SCRIPT)
+            .query_async::<Value>(&mut conn)
+            .await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets the connection after a failure, unless a server error (which
+    /// leaves the connection usable) caused it.
+    async fn failed(&self, e: &RedisError) {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.code().is_some() {
+            *self.conn.lock().await = None;
+        }
+    }
+
+    /// Runs one command.
+    pub async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        let mut conn = self.connection().await?;
+        let result = cmd.query_async(&mut conn).await;
+        if let Err(e) = &result {
+            self.failed(e).await;
+        }
+        result
+    }
+
+    /// Runs a pipeline (not a transaction: each command is atomic on its own).
+    pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
+        let mut conn = self.connection().await?;
+        let result = pipe.query_async(&mut conn).await;
+        if let Err(e) = &result {
+            self.failed(e).await;
+        }
+        result
+    }
+}
