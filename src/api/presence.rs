@@ -10,6 +10,7 @@ use crate::http::body::{parse_json, read_limited};
 use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
 use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
+use crate::cluster::SINCE_WAIT;
 use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -221,6 +222,14 @@ async fn respond(
 ) -> Result<HttpResponse, ApiError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let plan = Plan::new(state, caller, params, now_ms)?;
+    if let (Some(cluster), Plan::Since { cursor, .. }) = (&state.cluster, &plan) {
+        // A cursor from a replica further along: wait a little for this one
+        // to catch up; if it does not, the log lags it and the answer is full.
+        let head = state.store.cursor();
+        if cursor.epoch() == head.epoch() && cursor.seq() > head.seq() {
+            cluster.caught_up(cursor.seq(), SINCE_WAIT).await;
+        }
+    }
     let head = state.store.cursor();
     let key = plan.key(head);
     if Tag::new(key).is_held_by(req) {
