@@ -1,0 +1,118 @@
+//! A `redis-server` child process for one test: its own port and directory,
+//! killed when dropped.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    durable: bool,
+}
+
+fn binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-server"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// True if and only if a Redis answers PING on `port`.
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+impl TestRedis {
+    /// Starts a Redis that keeps nothing on disk; `None` (with a note) when
+    /// `redis-server` is not installed and `PRESENCED_REQUIRE_REDIS` is unset.
+    pub fn start() -> Option<TestRedis> {
+        TestRedis::launch(false)
+    }
+
+    /// Starts a Redis that fsyncs every write to its append-only file, so
+    /// what it acknowledged survives being killed.
+    pub fn start_durable() -> Option<TestRedis> {
+        TestRedis::launch(true)
+    }
+
+    fn launch(durable: bool) -> Option<TestRedis> {
+        if binary().is_none() {
+            assert!(
+                std::env::var_os("PRESENCED_REQUIRE_REDIS").is_none(),
+                "PRESENCED_REQUIRE_REDIS is set but redis-server is not on the PATH"
+            );
+            eprintln!("note: redis-server not found; cluster tests skipped");
+            return None;
+        }
+        let mut redis = TestRedis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            durable,
+        };
+        redis.restart();
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and directory, and waits
+    /// until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let persistence: &[&str] = if self.durable {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        let child = Command::new(binary().expect("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answers_ping(self.port) {
+            assert!(Instant::now() < deadline, "redis-server did not answer within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
