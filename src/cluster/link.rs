@@ -59,31 +59,43 @@ impl Link {
         Ok(conn)
     }
 
-    /// Forgets the connection after a failure, unless a server error (which
-    /// leaves the connection usable) caused it.
-    async fn failed(&self, e: &RedisError) {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.code().is_some() {
+    /// Forgets the connection after a failure that may have broken it (a
+    /// server error, such as a Redis that forgot the script, is one too: the
+    /// next connection loads it). Returns true if and only if the failure was
+    /// the connection's, not the command's.
+    async fn failed(&self, e: &RedisError) -> bool {
+        let broken = e.is_io_error() || e.is_connection_dropped() || e.is_timeout();
+        if broken || e.code().is_some() {
             *self.conn.lock().await = None;
         }
+        broken
     }
 
-    /// Runs one command.
+    /// Runs one command. A connection found broken (Redis restarted since
+    /// the last write) is replaced and the command sent once more: every op
+    /// of the script sets state rather than adds to it, so running one twice
+    /// leaves what running it once does.
     pub async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
-        let mut conn = self.connection().await?;
-        let result = cmd.query_async(&mut conn).await;
-        if let Err(e) = &result {
-            self.failed(e).await;
+        let mut retried = false;
+        loop {
+            let mut conn = self.connection().await?;
+            match cmd.query_async(&mut conn).await {
+                Err(e) if self.failed(&e).await && !retried => retried = true,
+                result => return result,
+            }
         }
-        result
     }
 
-    /// Runs a pipeline (not a transaction: each command is atomic on its own).
+    /// Runs a pipeline (not a transaction: each command is atomic on its own),
+    /// retried once on a broken connection like [`Link::query`].
     pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
-        let mut conn = self.connection().await?;
-        let result = pipe.query_async(&mut conn).await;
-        if let Err(e) = &result {
-            self.failed(e).await;
+        let mut retried = false;
+        loop {
+            let mut conn = self.connection().await?;
+            match pipe.query_async(&mut conn).await {
+                Err(e) if self.failed(&e).await && !retried => retried = true,
+                result => return result,
+            }
         }
-        result
     }
 }
