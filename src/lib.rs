@@ -28,8 +28,8 @@
 //! and logs the change, readers render what they read and cache whole answers.
 
 pub mod api;
-pub mod cluster;
 pub mod background;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -5,12 +5,12 @@
 use super::answer_cache::Rendered;
 use super::auth::Authenticated;
 use super::query::{Branch, PresenceParams};
+use crate::cluster::SINCE_WAIT;
 use crate::domain::UserId;
 use crate::http::body::{parse_json, read_limited};
 use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
 use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
-use crate::cluster::SINCE_WAIT;
 use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};

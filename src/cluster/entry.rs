@@ -94,7 +94,11 @@ pub fn parse(fields: &[(String, String)]) -> Result<(Kind, Replicated), EntryErr
         .map(|s| s.parse::<f64>().map_err(|e| bad("off", e)))
         .transpose()?;
     let admin = field(fields, "ad")? == "1";
-    let roles = if admin { vec!["admin".to_owned()] } else { Vec::new() };
+    let roles = if admin {
+        vec!["admin".to_owned()]
+    } else {
+        Vec::new()
+    };
     let profile = Profile::new(
         username,
         optional("nm")?,

@@ -57,7 +57,11 @@ pub async fn follow(cluster: Cluster) {
 }
 
 /// One connection's worth of following; returns why it ended.
-async fn session(cluster: &Cluster, at: &mut Option<Followed>, delay: &mut Duration) -> FollowError {
+async fn session(
+    cluster: &Cluster,
+    at: &mut Option<Followed>,
+    delay: &mut Duration,
+) -> FollowError {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
@@ -129,7 +133,10 @@ async fn run(
             continue;
         }
         if trimmed_past(conn, followed.last).await? {
-            tracing::warn!("cluster: fell behind: the stream was trimmed past entry {}; resyncing every user", followed.last);
+            tracing::warn!(
+                "cluster: fell behind: the stream was trimmed past entry {}; resyncing every user",
+                followed.last
+            );
             followed = bootstrap(cluster, conn, generation).await?;
             *at = Some(followed);
             continue;
@@ -139,7 +146,10 @@ async fn run(
             followed.last = id;
         }
         *at = Some(followed);
-        cluster.shared.applied.send_replace(followed.last.position());
+        cluster
+            .shared
+            .applied
+            .send_replace(followed.last.position());
     }
 }
 
@@ -178,7 +188,10 @@ async fn generation(conn: &mut MultiplexedConnection) -> Result<u64, FollowError
 }
 
 /// True if and only if entries after `last` were trimmed away (needs Redis ≥ 7).
-async fn trimmed_past(conn: &mut MultiplexedConnection, last: EntryId) -> Result<bool, FollowError> {
+async fn trimmed_past(
+    conn: &mut MultiplexedConnection,
+    last: EntryId,
+) -> Result<bool, FollowError> {
     let info = match redis::cmd("XINFO")
         .arg("STREAM")
         .arg(STREAM)
@@ -200,10 +213,11 @@ async fn trimmed_past(conn: &mut MultiplexedConnection, last: EntryId) -> Result
             .find(|(k, _)| k == "max-deleted-entry-id")
             .map(|(_, v)| v),
     };
-    let deleted = deleted
-        .as_deref()
-        .and_then(EntryId::parse)
-        .ok_or_else(|| FollowError("XINFO STREAM has no max-deleted-entry-id: Redis 7 or later is needed".to_owned()))?;
+    let deleted = deleted.as_deref().and_then(EntryId::parse).ok_or_else(|| {
+        FollowError(
+            "XINFO STREAM has no max-deleted-entry-id: Redis 7 or later is needed".to_owned(),
+        )
+    })?;
     Ok(deleted > last)
 }
 
@@ -222,8 +236,11 @@ fn pairs_lenient(value: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An entry's id and fields.
+type Entry = (EntryId, Vec<(String, String)>);
+
 /// `XREAD`'s reply as entries.
-fn read_entries(reply: &Value) -> Result<Vec<(EntryId, Vec<(String, String)>)>, FollowError> {
+fn read_entries(reply: &Value) -> Result<Vec<Entry>, FollowError> {
     let streams = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(streams) => streams.iter().collect::<Vec<_>>(),
@@ -245,7 +262,7 @@ fn read_entries(reply: &Value) -> Result<Vec<(EntryId, Vec<(String, String)>)>, 
     Ok(out)
 }
 
-fn read_entry(value: &Value) -> Option<(EntryId, Vec<(String, String)>)> {
+fn read_entry(value: &Value) -> Option<Entry> {
     let Value::Array(parts) = value else {
         return None;
     };
@@ -290,13 +307,17 @@ async fn bootstrap(
             return Err(FollowError(format!("unexpected SSCAN reply: {reply:?}")));
         };
         let (next, ids) = match parts.as_slice() {
-            [next, Value::Array(ids)] => (text(next), ids.iter().filter_map(text).collect::<Vec<_>>()),
+            [next, Value::Array(ids)] => {
+                (text(next), ids.iter().filter_map(text).collect::<Vec<_>>())
+            }
             _ => return Err(FollowError(format!("unexpected SSCAN reply: {reply:?}"))),
         };
         if !ids.is_empty() {
             let rows: Value = cluster.invocation("dump", &ids).query_async(conn).await?;
             let Value::Array(rows) = rows else {
-                return Err(FollowError("unexpected reply to the dump script".to_owned()));
+                return Err(FollowError(
+                    "unexpected reply to the dump script".to_owned(),
+                ));
             };
             for row in &rows {
                 match pairs(row).map(|fields| entry::parse(&fields)) {

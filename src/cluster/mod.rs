@@ -132,8 +132,12 @@ impl Cluster {
     /// When the URL is not one the Redis client accepts.
     pub fn new(url: &str, settings: &Settings, store: Store) -> Result<Cluster, String> {
         // The URL may hold a password: the error does not repeat it.
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("cluster.redis_url is not a usable Redis URL: {:?}", e.kind()))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            format!(
+                "cluster.redis_url is not a usable Redis URL: {:?}",
+                e.kind()
+            )
+        })?;
         let presence = &settings.presence;
         Ok(Cluster {
             shared: Arc::new(Shared {

@@ -31,8 +31,15 @@ fn op_args(op: &Op) -> (&'static str, Vec<String>) {
                 id.as_str().to_owned(),
                 profile.username.as_str().to_owned(),
                 profile.name.as_deref().unwrap_or_default().to_owned(),
-                profile.utc_offset.map(|o| o.to_string()).unwrap_or_default(),
-                profile.avatar_etag.as_deref().unwrap_or_default().to_owned(),
+                profile
+                    .utc_offset
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
+                profile
+                    .avatar_etag
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_owned(),
                 yes_no(profile.is_admin).to_owned(),
                 yes_no(profile.active).to_owned(),
             ],
@@ -169,7 +176,12 @@ impl Cluster {
             return Err(odd());
         };
         let parts: Vec<String> = items.iter().filter_map(text).collect();
-        match parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        match parts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["ok", last, count, visible] => Ok(Reply {
                 last: EntryId::parse(last),
                 visible: EntryId::parse(visible),
@@ -249,7 +261,10 @@ impl Cluster {
     pub async fn apply_batch(&self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, WriteError> {
         let allow_invisible = self.shared.limits.allow_invisible;
         let mut pipe = redis::pipe();
-        for op in ops.iter().filter(|op| !invisible_refused(op, allow_invisible)) {
+        for op in ops
+            .iter()
+            .filter(|op| !invisible_refused(op, allow_invisible))
+        {
             let (name, args) = op_args(op);
             pipe.add_command(self.invocation(name, &args));
         }

@@ -4,9 +4,9 @@
 use super::rate_limits::RateLimits;
 use super::ApiError;
 use crate::api::answer_cache::{RecentAnswers, SnapshotCache};
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
-use crate::cluster::Cluster;
 use crate::store::{Applied, Op, Store};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;

@@ -492,13 +492,19 @@ mod tests {
         // A replayed entry changes nothing.
         assert_eq!(log.append_at("z", None, T0 + 1, 150), b);
         log.append_at("c", None, T0 + 2, 310);
-        assert_eq!(ids(&log.since(floor).unwrap()), [("b", false), ("c", false)]);
+        assert_eq!(
+            ids(&log.since(floor).unwrap()),
+            [("b", false), ("c", false)]
+        );
         assert_eq!(ids(&log.since(b).unwrap()), [("c", false)]);
         // A cursor between two positions gets what follows it.
         let between = Cursor { epoch: 7, seq: 250 };
         assert_eq!(ids(&log.since(between).unwrap()), [("c", false)]);
         assert_eq!(log.since(Cursor { epoch: 7, seq: 99 }).unwrap_err(), Lagged);
-        assert_eq!(log.since(Cursor { epoch: 8, seq: 205 }).unwrap_err(), Lagged);
+        assert_eq!(
+            log.since(Cursor { epoch: 8, seq: 205 }).unwrap_err(),
+            Lagged
+        );
         assert_eq!(log.since_time(T0).unwrap_err(), Lagged);
         log.append_at("d", None, T0 + 3, 400);
         // Capacity 2 evicted b: position 205 is now the floor.

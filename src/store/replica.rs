@@ -76,7 +76,10 @@ impl Store {
         // Uniqueness is Redis's to enforce: while a replica replays entries
         // older than what it loaded, a name may briefly have two holders here.
         let mut names = if renamed {
-            Locked::lock(&sh.usernames, [Some(new_hash), old_hash].into_iter().flatten())
+            Locked::lock(
+                &sh.usernames,
+                [Some(new_hash), old_hash].into_iter().flatten(),
+            )
         } else {
             Locked { guards: Vec::new() }
         };

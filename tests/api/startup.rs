@@ -9,7 +9,10 @@ async fn cluster_mode_with_a_snapshot_file_or_the_demo_stops_start_up_with_the_k
     settings.cluster.redis_url = Some("redis://127.0.0.1:1".into());
     settings.persistence.path = Some("/tmp/presenced-never-written.snapshot".into());
     let error = Application::build(&settings, false).err().expect("refused");
-    assert!(error.to_string().starts_with("cluster.redis_url"), "{error}");
+    assert!(
+        error.to_string().starts_with("cluster.redis_url"),
+        "{error}"
+    );
     assert!(error.to_string().contains("persistence.path"), "{error}");
     settings.persistence.path = None;
     let error = Application::build(&settings, true).err().expect("refused");

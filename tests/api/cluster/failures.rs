@@ -9,7 +9,9 @@ use serde_json::json;
 #[tokio::test]
 async fn with_redis_down_reads_go_on_writes_get_503_and_after_it_returns_nothing_acknowledged_is_lost(
 ) {
-    let Some(mut redis) = TestRedis::start_durable() else { return };
+    let Some(mut redis) = TestRedis::start_durable() else {
+        return;
+    };
     let (a, b) = (replica(&redis).await, replica(&redis).await);
     let caller = a.login("caller").await;
     for user in ["u1", "u2"] {
@@ -33,12 +35,24 @@ async fn with_redis_down_reads_go_on_writes_get_503_and_after_it_returns_nothing
         let error = write.assert_error(503, "error-unavailable");
         assert!(error.contains("Redis"), "{error}");
         let set = replica
-            .public(&caller, Method::POST, "/api/v1/users.setStatus", Some(json!({"status": "away"})))
+            .public(
+                &caller,
+                Method::POST,
+                "/api/v1/users.setStatus",
+                Some(json!({"status": "away"})),
+            )
             .await;
         set.assert_error(503, "error-unavailable");
     }
     let ready = send(a.client.get(a.url("/ready"))).await;
-    assert!(ready.body["reason"].as_str().unwrap_or_default().starts_with("cluster:"), "{}", ready.body);
+    assert!(
+        ready.body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("cluster:"),
+        "{}",
+        ready.body
+    );
 
     redis.restart();
     wait_ready(&a).await;
@@ -56,7 +70,9 @@ async fn with_redis_down_reads_go_on_writes_get_503_and_after_it_returns_nothing
 
 #[tokio::test]
 async fn when_redis_comes_back_without_its_data_replicas_resync_and_old_cursors_get_full() {
-    let Some(mut redis) = TestRedis::start() else { return };
+    let Some(mut redis) = TestRedis::start() else {
+        return;
+    };
     let a = replica(&redis).await;
     let caller = a.login("caller").await;
     a.user("u1").await;
@@ -81,9 +97,15 @@ async fn when_redis_comes_back_without_its_data_replicas_resync_and_old_cursors_
 
 #[tokio::test]
 async fn connections_expire_in_redis_and_every_replica_sees_it() {
-    let Some(redis) = TestRedis::start() else { return };
-    let ttl = |s: &mut presenced::Settings| s.presence.connection_ttl = std::time::Duration::from_secs(1);
-    let (a, b) = (replica_with(&redis, ttl).await, replica_with(&redis, ttl).await);
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let ttl =
+        |s: &mut presenced::Settings| s.presence.connection_ttl = std::time::Duration::from_secs(1);
+    let (a, b) = (
+        replica_with(&redis, ttl).await,
+        replica_with(&redis, ttl).await,
+    );
     let caller = a.login("caller").await;
     a.user("u1").await;
     a.connect("u1", "online").await;
@@ -99,7 +121,9 @@ async fn connections_expire_in_redis_and_every_replica_sees_it() {
 
 #[tokio::test]
 async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() {
-    let Some(redis) = TestRedis::start() else { return };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
     let a = replica_with(&redis, |s| {
         s.presence.allow_invisible = false;
         s.presence.max_connections_per_user = 1;
@@ -112,35 +136,71 @@ async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() 
     a.ingest(Method::PUT, "/users/x", Some(json!({"username": "jane"})))
         .await
         .assert_error(409, "error-username-taken");
-    a.ingest(Method::PUT, "/users/nobody/status", Some(json!({"status": "away"})))
-        .await
-        .assert_error(400, "error-invalid-user");
-    a.ingest(Method::PUT, "/users/jane/status", Some(json!({"status": "offline"})))
-        .await
-        .assert_error(400, "error-status-not-allowed");
-    a.ingest(Method::PUT, "/users/jane/status", Some(json!({"status": "gone"})))
-        .await
-        .assert_error(400, "error-invalid-status");
-    a.ingest(Method::POST, "/users/nobody/tokens", Some(json!({"token": "t"})))
-        .await
-        .assert_error(400, "error-invalid-user");
-    a.ingest(Method::PUT, "/connections/c-new", Some(json!({"userId": "nobody", "status": "online"})))
-        .await
-        .assert_error(400, "error-invalid-user");
-    a.ingest(Method::PUT, "/connections/c1", Some(json!({"userId": "jane", "status": "online"})))
-        .await;
-    a.ingest(Method::PUT, "/connections/c1", Some(json!({"userId": "bob", "status": "online"})))
-        .await
-        .assert_error(409, "error-connection-conflict");
-    a.ingest(Method::PUT, "/connections/c2", Some(json!({"userId": "jane", "status": "online"})))
-        .await
-        .assert_error(400, "error-limit-exceeded");
+    a.ingest(
+        Method::PUT,
+        "/users/nobody/status",
+        Some(json!({"status": "away"})),
+    )
+    .await
+    .assert_error(400, "error-invalid-user");
+    a.ingest(
+        Method::PUT,
+        "/users/jane/status",
+        Some(json!({"status": "offline"})),
+    )
+    .await
+    .assert_error(400, "error-status-not-allowed");
+    a.ingest(
+        Method::PUT,
+        "/users/jane/status",
+        Some(json!({"status": "gone"})),
+    )
+    .await
+    .assert_error(400, "error-invalid-status");
+    a.ingest(
+        Method::POST,
+        "/users/nobody/tokens",
+        Some(json!({"token": "t"})),
+    )
+    .await
+    .assert_error(400, "error-invalid-user");
+    a.ingest(
+        Method::PUT,
+        "/connections/c-new",
+        Some(json!({"userId": "nobody", "status": "online"})),
+    )
+    .await
+    .assert_error(400, "error-invalid-user");
+    a.ingest(
+        Method::PUT,
+        "/connections/c1",
+        Some(json!({"userId": "jane", "status": "online"})),
+    )
+    .await;
+    a.ingest(
+        Method::PUT,
+        "/connections/c1",
+        Some(json!({"userId": "bob", "status": "online"})),
+    )
+    .await
+    .assert_error(409, "error-connection-conflict");
+    a.ingest(
+        Method::PUT,
+        "/connections/c2",
+        Some(json!({"userId": "jane", "status": "online"})),
+    )
+    .await
+    .assert_error(400, "error-limit-exceeded");
     a.ingest(Method::PUT, "/users/a%20b", Some(json!({"username": "ab"})))
         .await
         .assert_error(400, "error-invalid-params");
-    a.ingest(Method::PUT, "/users/jane", Some(json!({"username": "jane", "nick": "x"})))
-        .await
-        .assert_error(400, "error-invalid-params");
+    a.ingest(
+        Method::PUT,
+        "/users/jane",
+        Some(json!({"username": "jane", "nick": "x"})),
+    )
+    .await
+    .assert_error(400, "error-invalid-params");
     let batch = a
         .ingest_ok(
             Method::POST,
@@ -160,7 +220,12 @@ async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() 
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| (e["index"].as_u64().unwrap_or(99), e["errorType"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap_or(99),
+                e["errorType"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         errors,
@@ -172,11 +237,17 @@ async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() 
         ]
     );
     // Public API.
-    let bob = Login { id: "bob".into(), token: "token-of-bob".into() };
+    let bob = Login {
+        id: "bob".into(),
+        token: "token-of-bob".into(),
+    };
     let set_status = |login: &Login, body| {
         let login = login.clone();
         let a = &a;
-        async move { a.public(&login, Method::POST, "/api/v1/users.setStatus", Some(body)).await }
+        async move {
+            a.public(&login, Method::POST, "/api/v1/users.setStatus", Some(body))
+                .await
+        }
     };
     set_status(&jane, json!({"status": "busy", "userId": "bob"}))
         .await
@@ -190,22 +261,42 @@ async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() 
     set_status(&jane, json!({"status": "nap"}))
         .await
         .assert_error(400, "error-invalid-status");
-    a.put_user("root", json!({"username": "root", "roles": ["admin"]})).await;
+    a.put_user("root", json!({"username": "root", "roles": ["admin"]}))
+        .await;
     a.add_token("root", json!({"token": "token-of-root"})).await;
-    let root = Login { id: "root".into(), token: "token-of-root".into() };
+    let root = Login {
+        id: "root".into(),
+        token: "token-of-root".into(),
+    };
     set_status(&root, json!({"status": "away", "userId": "ghost"}))
         .await
         .assert_error(400, "error-invalid-user");
-    let ok = set_status(&root, json!({"status": "away", "message": "  brb  ", "username": "bob"})).await;
+    let ok = set_status(
+        &root,
+        json!({"status": "away", "message": "  brb  ", "username": "bob"}),
+    )
+    .await;
     assert_eq!(ok.body, json!({"success": true}));
-    let status = a.public(&bob, Method::GET, "/api/v1/users.getStatus", None).await;
+    let status = a
+        .public(&bob, Method::GET, "/api/v1/users.getStatus", None)
+        .await;
     assert_eq!(status.body["status"], "away");
     assert_eq!(status.body["message"], "brb");
-    let wrong = Login { id: "jane".into(), token: "wrong".into() };
-    let answer = a.public(&wrong, Method::GET, "/api/v1/users.presence", None).await;
+    let wrong = Login {
+        id: "jane".into(),
+        token: "wrong".into(),
+    };
+    let answer = a
+        .public(&wrong, Method::GET, "/api/v1/users.presence", None)
+        .await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.body, login_required());
-    a.public(&jane, Method::GET, "/api/v1/users.presence?since=nope", None)
-        .await
-        .assert_error(400, "error-invalid-params");
+    a.public(
+        &jane,
+        Method::GET,
+        "/api/v1/users.presence?since=nope",
+        None,
+    )
+    .await
+    .assert_error(400, "error-invalid-params");
 }

@@ -33,14 +33,17 @@ fn public_status(rng: &mut fastrand::Rng) -> Value {
 
 #[tokio::test]
 async fn lua_and_rust_give_the_same_answers_and_state_for_the_same_ops() {
-    let Some(redis) = TestRedis::start() else { return };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
     let single = spawn_app().await;
     let cluster = replica(&redis).await;
     let mut admins = Vec::new();
     for app in [&single, &cluster] {
         app.put_user("root", json!({"username": "root", "roles": ["admin"]}))
             .await;
-        app.add_token("root", json!({"token": "token-of-root"})).await;
+        app.add_token("root", json!({"token": "token-of-root"}))
+            .await;
         admins.push(Login {
             id: "root".into(),
             token: "token-of-root".into(),
@@ -55,7 +58,12 @@ async fn lua_and_rust_give_the_same_answers_and_state_for_the_same_ops() {
                 let mut answers = Vec::new();
                 for app in [&single, &cluster] {
                     let answer = app
-                        .public(root, Method::POST, "/api/v1/users.setStatus", Some(body.clone()))
+                        .public(
+                            root,
+                            Method::POST,
+                            "/api/v1/users.setStatus",
+                            Some(body.clone()),
+                        )
                         .await;
                     answers.push((outcome(&answer), format!("setStatus {body}")));
                 }

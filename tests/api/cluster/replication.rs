@@ -11,9 +11,17 @@ use std::sync::Arc;
 
 #[tokio::test]
 async fn writes_through_one_replica_are_visible_and_authenticate_on_the_others() {
-    let Some(redis) = TestRedis::start() else { return };
-    let (a, b, c) = (replica(&redis).await, replica(&redis).await, replica(&redis).await);
-    let jane = a.login_with("jane", json!({"username": "jane", "name": "Jane"})).await;
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let (a, b, c) = (
+        replica(&redis).await,
+        replica(&redis).await,
+        replica(&redis).await,
+    );
+    let jane = a
+        .login_with("jane", json!({"username": "jane", "name": "Jane"}))
+        .await;
     a.connect("jane", "online").await;
     a.set_status("jane", "busy").await;
     let want = vec![json!({"_id": "jane", "username": "jane", "name": "Jane", "status": "busy"})];
@@ -42,7 +50,9 @@ async fn writes_through_one_replica_are_visible_and_authenticate_on_the_others()
 
 #[tokio::test]
 async fn a_cursor_from_one_replica_gives_exactly_the_later_changes_on_another() {
-    let Some(redis) = TestRedis::start() else { return };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
     let (a, b) = (replica(&redis).await, replica(&redis).await);
     let caller = a.login("caller").await;
     for user in ["u1", "u2", "u3"] {
@@ -63,14 +73,20 @@ async fn a_cursor_from_one_replica_gives_exactly_the_later_changes_on_another() 
     assert!(!delta.full(), "{}", delta.body);
     assert_eq!(delta.ids(), ["u2", "u3", "u4"]);
     assert_eq!(delta.user("u3").expect("u3")["status"], "offline");
-    assert_eq!(delta.cursor(), last, "the cursor is the same on every replica");
+    assert_eq!(
+        delta.cursor(),
+        last,
+        "the cursor is the same on every replica"
+    );
     let rest = a.presence(&caller, &format!("since={last}")).await;
     assert!(!rest.full() && rest.ids().is_empty(), "{}", rest.body);
 }
 
 #[tokio::test]
 async fn a_cursor_no_replica_has_reached_gets_the_full_answer_not_a_gap() {
-    let Some(redis) = TestRedis::start() else { return };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
     let a = replica(&redis).await;
     let caller = a.login("caller").await;
     let cursor = a.presence(&caller, "").await.cursor();
@@ -85,7 +101,9 @@ async fn a_cursor_no_replica_has_reached_gets_the_full_answer_not_a_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshot_plus_deltas_equals_the_snapshot_across_replicas_under_concurrent_writers() {
-    let Some(redis) = TestRedis::start() else { return };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
     let replicas = Arc::new([replica(&redis).await, replica(&redis).await]);
     let caller = replicas[0].login("caller").await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -153,7 +171,9 @@ async fn snapshot_plus_deltas_equals_the_snapshot_across_replicas_under_concurre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_stopped_and_started_again_mid_traffic_converges() {
-    let Some(redis) = TestRedis::start() else { return };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
     let a = Arc::new(replica(&redis).await);
     let caller = a.login("caller").await;
     let writer = {
@@ -180,13 +200,18 @@ async fn a_replica_stopped_and_started_again_mid_traffic_converges() {
 
 #[tokio::test]
 async fn a_cursor_from_before_a_replica_started_gets_the_full_answer_there() {
-    let Some(redis) = TestRedis::start() else { return };
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
     let a = replica(&redis).await;
     let caller = a.login("caller").await;
     let before = a.presence(&caller, "").await.cursor();
     a.user("u1").await;
     a.connect("u1", "online").await;
-    let b = replica_with(&redis, |s| s.presence.delta_window = std::time::Duration::from_secs(60)).await;
+    let b = replica_with(&redis, |s| {
+        s.presence.delta_window = std::time::Duration::from_secs(60)
+    })
+    .await;
     let answer = b.presence(&caller, &format!("since={before}")).await;
     assert!(answer.full(), "{}", answer.body);
     assert_eq!(answer.ids(), ["u1"]);

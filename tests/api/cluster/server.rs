@@ -94,7 +94,14 @@ impl TestRedis {
             &["--appendonly", "no"]
         };
         let child = Command::new(binary().expect("redis-server"))
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(persistence)
             .arg("--dir")
             .arg(self.dir.path())
@@ -105,7 +112,10 @@ impl TestRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !answers_ping(self.port) {
-            assert!(Instant::now() < deadline, "redis-server did not answer within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
