@@ -105,6 +105,7 @@ impl Store {
                 (slot, record, Status::Offline)
             }
         };
+        let had = record.connections.len();
         record.replicate(
             &state.profile,
             state.status,
@@ -113,6 +114,10 @@ impl Store {
             &state.tokens,
         );
         self.count_online(before, record.visible_status());
+        // A replica counts a user's stand-in connection (see `UserRecord::replicate`).
+        let has = record.connections.len();
+        sh.open_connections.fetch_add(has, Ordering::Relaxed);
+        sh.open_connections.fetch_sub(had, Ordering::Relaxed);
         match logged {
             Logged::No => Written { change: None },
             Logged::At { position, ts } => {
@@ -135,6 +140,8 @@ impl Store {
         let found = shard.find(hash, id.as_str());
         if let Some((slot, record)) = found.and_then(|s| Some((s, shard.get(s)?))) {
             self.count_online(record.visible_status(), Status::Offline);
+            sh.open_connections
+                .fetch_sub(record.connections.len(), Ordering::Relaxed);
             let user = key(slot, record);
             if let Some(h) = name_hash {
                 names.get(h).remove(h, slot);
