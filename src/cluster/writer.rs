@@ -198,6 +198,22 @@ impl Cluster {
         }
     }
 
+    /// Runs the script's op `name` on `args`, acting on `subject`.
+    async fn call(
+        &self,
+        subject: Option<&UserId>,
+        name: &str,
+        args: &[String],
+    ) -> Result<Reply, WriteError> {
+        let value = self
+            .shared
+            .link
+            .query(&self.invocation(name, args))
+            .await
+            .map_err(WriteError::from)?;
+        self.reply(subject, &value)
+    }
+
     /// Waits until this replica applied `reply`'s entries; the write's answer.
     async fn settle(&self, reply: &Reply) -> Result<Applied, WriteError> {
         if let Some(last) = reply.last {
@@ -220,13 +236,7 @@ impl Cluster {
             return Err(WriteError::Refused(StoreError::InvisibleNotAllowed));
         }
         let (name, args) = op_args(op);
-        let value = self
-            .shared
-            .link
-            .query(&self.invocation(name, &args))
-            .await
-            .map_err(WriteError::from)?;
-        let reply = self.reply(subject(op), &value)?;
+        let reply = self.call(subject(op), name, &args).await?;
         let mut applied = self.settle(&reply).await?;
         if matches!(op, Op::DeleteInstance { .. }) {
             applied.closed = Some(reply.count);
@@ -245,13 +255,7 @@ impl Cluster {
             return Err(WriteError::Refused(StoreError::InvisibleNotAllowed));
         }
         let (name, args) = status_args(id, status, text.as_ref());
-        let value = self
-            .shared
-            .link
-            .query(&self.invocation(name, &args))
-            .await
-            .map_err(WriteError::from)?;
-        let reply = self.reply(Some(id), &value)?;
+        let reply = self.call(Some(id), name, &args).await?;
         Ok(self.settle(&reply).await?.written)
     }
 
@@ -306,12 +310,7 @@ impl Cluster {
 
     /// Closes the connections due by Redis's clock; returns how many closed.
     pub(super) async fn sweep(&self) -> Result<usize, WriteError> {
-        let value = self
-            .shared
-            .link
-            .query(&self.invocation("sweep", &[SWEEP_LIMIT.to_string()]))
-            .await
-            .map_err(WriteError::from)?;
-        Ok(self.reply(None, &value)?.count)
+        let reply = self.call(None, "sweep", &[SWEEP_LIMIT.to_string()]).await?;
+        Ok(reply.count)
     }
 }

@@ -11,7 +11,7 @@
 use super::shard::shard_of;
 use super::user::UserRecord;
 use super::view::UserView;
-use super::{key, Locked, Store, Written};
+use super::{key, Locked, Rename, Store, Written};
 use crate::domain::{Profile, Status, StatusText, TokenHash, UserId, Username};
 use compact_str::CompactString;
 use std::collections::HashSet;
@@ -68,30 +68,16 @@ impl Store {
         let sh = &*self.shared;
         let id = state.id.as_str();
         let hash = sh.hash(id);
-        let new = state.profile.username.as_str();
-        let new_hash = sh.hash(new);
         let old = sh.with_user(id, |r| CompactString::from(r.username()));
-        let old_hash = old.as_deref().map(|o| sh.hash(o));
-        let renamed = old.as_deref() != Some(new);
         // Uniqueness is Redis's to enforce: while a replica replays entries
         // older than what it loaded, a name may briefly have two holders here.
-        let mut names = if renamed {
-            Locked::lock(
-                &sh.usernames,
-                [Some(new_hash), old_hash].into_iter().flatten(),
-            )
-        } else {
-            Locked { guards: Vec::new() }
-        };
+        let mut names = Rename::lock(sh, old.as_deref(), state.profile.username.as_str());
         let mut shard = sh.users_of(hash).write();
         let found = shard.find(hash, id);
         let (slot, record, before) = match found.and_then(|s| Some((s, shard.get_mut(s)?))) {
             Some((slot, record)) => {
                 let before = record.visible_status();
-                if let Some(old_hash) = old_hash.filter(|_| renamed) {
-                    names.get(old_hash).remove(old_hash, slot);
-                    names.get(new_hash).insert(new_hash, slot);
-                }
+                names.move_to(slot);
                 (slot, record, before)
             }
             None => {
@@ -101,7 +87,7 @@ impl Store {
                     |generation| UserRecord::new(&state.id, &state.profile, generation),
                     |id| sh.hash(id),
                 );
-                names.get(new_hash).insert(new_hash, slot);
+                names.move_to(slot);
                 (slot, record, Status::Offline)
             }
         };

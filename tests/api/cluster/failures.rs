@@ -216,17 +216,7 @@ async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() 
         )
         .await;
     assert_eq!(batch["applied"], 2, "{batch}");
-    let errors: Vec<(u64, &str)> = batch["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| {
-            (
-                e["index"].as_u64().unwrap_or(99),
-                e["errorType"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let errors = batch_errors(&batch);
     assert_eq!(
         errors,
         [
