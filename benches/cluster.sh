@@ -14,6 +14,7 @@
 # Stops everything it started.
 #
 #   bash benches/cluster.sh      # DURATION=5s ROUNDS=3 CONNS=32 WORKERS=1 USERS=100000 ONLINE=10000
+#                                # PARTS="reads lag batch" RATES="1000 10000" LAG_SECS=5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ WORKERS=${WORKERS:-1}
 USERS=${USERS:-100000}
 ONLINE=${ONLINE:-10000}
 LAG_SECS=${LAG_SECS:-5}
+PARTS=${PARTS:-reads lag batch}
+RATES=${RATES:-1000 10000}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 TOKEN=bench-ingest-token
 
 cargo build --release --quiet --bin presenced --example cluster_lag
@@ -96,11 +100,13 @@ done
 auth=(-H "X-User-Id: caller" -H "X-Auth-Token: bench-caller-token")
 ids=$(python3 -c "print(','.join('u%07d' % (i * ($USERS // $ONLINE)) for i in range(100)))")
 declare -A query=([full]="" [ids]="ids=$ids")
+samples=
 rps() { # base, query
   wrk -t1 -c"$CONNS" -d"$DURATION" "${auth[@]}" "$1/api/v1/users.presence?$2" | awk '/Requests\/sec/ {print $2}'
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+if part reads; then
 echo "## read throughput: wrk -t1 -c$CONNS -d$DURATION, $WORKERS worker(s) each, median of $ROUNDS"
 echo
 echo "| scenario | single rps | replica A rps | replica B rps | A/single | B/single |"
@@ -114,14 +120,23 @@ for name in full ids; do
   done
   ms=$(median "${s[@]}"); ma=$(median "${a[@]}"); mb=$(median "${b[@]}")
   echo "| $name | $ms | $ma | $mb | $(python3 -c "print(f'{$ma/$ms:.2f}')") | $(python3 -c "print(f'{$mb/$ms:.2f}')") |"
+  samples+="$name: single ${s[*]}; A ${a[*]}; B ${b[*]}"$'\n'
 done
 echo
+echo "every run (rps, in order):"
+printf '%s' "$samples"
+echo
+fi
+if part lag; then
 echo "## replication lag A -> B"
-for rate in 1000 10000; do
+for rate in $RATES; do
   ./target/release/examples/cluster_lag lag "$A" "$B" "$rate" "$LAG_SECS" "$TOKEN"
 done
 echo
+fi
+if part batch; then
 echo "## batch writes through A"
 ./target/release/examples/cluster_lag batch "$A" 100000 "$TOKEN"
 echo
+fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), redis $(redis-server --version | awk '{print $3}')"

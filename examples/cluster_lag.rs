@@ -75,8 +75,9 @@ async fn lag(a: &str, b: &str, rate: f64, secs: f64, token: &str) {
         .pool_max_idle_per_host(512)
         .build()
         .expect("client");
-    // seq -> when A acknowledged it; seq -> when B first showed it.
-    let acked: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    // seq -> when A acknowledged it (and how long the write took); seq ->
+    // when B first showed it.
+    let acked: Arc<Mutex<HashMap<u64, (Instant, Duration)>>> = Arc::default();
     let seen: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let start_cursor = presence(&client, b, "").await["cursor"]
@@ -114,7 +115,8 @@ async fn lag(a: &str, b: &str, rate: f64, secs: f64, token: &str) {
                             seen.entry(s).or_insert(now);
                             s += USERS;
                         }
-                        newest.insert(id.to_owned(), seq);
+                        let newest = newest.entry(id.to_owned()).or_insert(seq);
+                        *newest = (*newest).max(seq);
                     }
                 }
                 if let Some(c) = body["cursor"].as_str() {
@@ -140,6 +142,7 @@ async fn lag(a: &str, b: &str, rate: f64, secs: f64, token: &str) {
             token.to_owned(),
         );
         writers.push(tokio::spawn(async move {
+            let sent = Instant::now();
             let user = format!("l{:04}", seq % USERS);
             let response = client
                 .put(format!("{a}/internal/v1/users/{user}/status"))
@@ -149,7 +152,8 @@ async fn lag(a: &str, b: &str, rate: f64, secs: f64, token: &str) {
                 .await;
             if let Ok(r) = response {
                 if r.status().is_success() && r.bytes().await.is_ok() {
-                    acked.lock().await.insert(seq, Instant::now());
+                    let now = Instant::now();
+                    acked.lock().await.insert(seq, (now, now - sent));
                 }
             }
         }));
@@ -173,17 +177,24 @@ async fn lag(a: &str, b: &str, rate: f64, secs: f64, token: &str) {
     let seen = seen.lock().await;
     let mut lags: Vec<f64> = acked
         .iter()
-        .filter_map(|(seq, at)| {
+        .filter_map(|(seq, (at, _))| {
             let shown = seen.get(seq)?;
             Some(shown.saturating_duration_since(*at).as_secs_f64() * 1000.0)
         })
         .collect();
     lags.sort_by(f64::total_cmp);
+    let mut writes: Vec<f64> = acked
+        .values()
+        .map(|(_, took)| took.as_secs_f64() * 1000.0)
+        .collect();
+    writes.sort_by(f64::total_cmp);
     let unseen = acked.keys().filter(|s| !seen.contains_key(s)).count();
     println!(
-        "target {rate:.0} writes/s: sent {total} in {elapsed:.2}s ({:.0}/s), acknowledged {}, lag p50 {:.2} ms p99 {:.2} ms max {:.2} ms, never seen on B {unseen}, B polls {polls}",
+        "target {rate:.0} writes/s: sent {total} in {elapsed:.2}s ({:.0}/s), acknowledged {}, write (send -> A's answer) p50 {:.2} ms p99 {:.2} ms, lag (A's answer -> shown by B) p50 {:.2} ms p99 {:.2} ms max {:.2} ms, never seen on B {unseen}, B polls {polls}",
         total as f64 / elapsed,
         acked.len(),
+        percentile(&writes, 50.0),
+        percentile(&writes, 99.0),
         percentile(&lags, 50.0),
         percentile(&lags, 99.0),
         lags.last().copied().unwrap_or(f64::NAN),
