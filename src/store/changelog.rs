@@ -484,7 +484,10 @@ mod tests {
     fn a_replicas_log_finds_cursors_by_stream_position_and_lags_before_its_floor() {
         let log = Log::replicated(2, Duration::from_secs(600));
         // Before it knows the stream, every real cursor lags.
-        assert_eq!(log.since(Cursor { epoch: 7, seq: 100 }).unwrap_err(), Lagged);
+        assert_eq!(
+            log.since(Cursor { epoch: 7, seq: 100 }).unwrap_err(),
+            Lagged
+        );
         log.rebase(7, 100, T0);
         let floor = log.cursor();
         assert_eq!((floor.epoch(), floor.seq()), (7, 100));
