@@ -97,7 +97,7 @@ async fn run(
         Some(f) if f.generation != generation => {
             Some("Redis lost its data (the stream has a new generation)")
         }
-        Some(f) if trimmed_past(conn, f.last).await? => {
+        Some(f) if trimmed_past(&stream_info(conn).await?, f.last)? => {
             Some("the stream was trimmed past the last entry this replica applied")
         }
         Some(_) => None,
@@ -118,27 +118,36 @@ async fn run(
     cluster.set_problem(None);
     *delay = MIN_BACKOFF;
     loop {
-        let reply: Value = redis::cmd("XREAD")
+        // One pipeline, which Redis runs back to back: no entry can be
+        // trimmed between the check and the read.
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("XINFO").arg("STREAM").arg(STREAM);
+        pipe.cmd("XREAD")
             .arg("COUNT")
             .arg(CHUNK)
             .arg("BLOCK")
             .arg(BLOCK.as_millis() as u64)
             .arg("STREAMS")
             .arg(STREAM)
-            .arg(followed.last.to_string())
-            .query_async(conn)
-            .await?;
-        let entries = read_entries(&reply)?;
-        if entries.is_empty() {
-            continue;
-        }
-        if trimmed_past(conn, followed.last).await? {
+            .arg(followed.last.to_string());
+        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        let [info, reply] = replies.as_slice() else {
+            return Err(FollowError(format!(
+                "unexpected reply to XINFO + XREAD: {replies:?}"
+            )));
+        };
+        if trimmed_past(info, followed.last)? {
             tracing::warn!(
                 "cluster: fell behind: the stream was trimmed past entry {}; resyncing every user",
                 followed.last
             );
             followed = bootstrap(cluster, conn, generation).await?;
             *at = Some(followed);
+            continue;
+        }
+        let entries = read_entries(reply)?;
+        if entries.is_empty() {
             continue;
         }
         for (id, fields) in entries {
@@ -187,38 +196,55 @@ async fn generation(conn: &mut MultiplexedConnection) -> Result<u64, FollowError
         .ok_or_else(|| FollowError(format!("{key} holds no generation: {value:?}")))
 }
 
-/// True if and only if entries after `last` were trimmed away (needs Redis ≥ 7).
-async fn trimmed_past(
-    conn: &mut MultiplexedConnection,
-    last: EntryId,
-) -> Result<bool, FollowError> {
-    let info = match redis::cmd("XINFO")
+/// `XINFO STREAM` of the change stream; `Nil` while it does not exist.
+async fn stream_info(conn: &mut MultiplexedConnection) -> Result<Value, FollowError> {
+    match redis::cmd("XINFO")
         .arg("STREAM")
         .arg(STREAM)
         .query_async::<Value>(conn)
         .await
     {
-        Ok(info) => info,
-        // No stream yet: nothing was ever written, so nothing was trimmed.
-        Err(e) if e.code() == Some("ERR") => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    let deleted = match &info {
+        Ok(info) => Ok(info),
+        Err(e) if e.code() == Some("ERR") => Ok(Value::Nil),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// True if and only if entries after `last` may have been trimmed away, by
+/// `XINFO STREAM`'s `info` (Redis 7 or later). Trimming leaves no trace of
+/// what it removed, so this is conservative: the stream lost entries
+/// (`entries-added` > `length`) and its first entry is after `last`. It errs
+/// only when the first entry left is exactly the one after `last`, which costs
+/// a resync, never a gap.
+fn trimmed_past(info: &Value, last: EntryId) -> Result<bool, FollowError> {
+    let fields: Vec<(String, String)> = match info {
+        // No stream: nothing was ever written, so nothing was trimmed.
+        Value::Nil | Value::ServerError(_) => return Ok(false),
         Value::Map(fields) => fields
             .iter()
-            .find(|(k, _)| text(k).as_deref() == Some("max-deleted-entry-id"))
-            .and_then(|(_, v)| text(v)),
-        other => pairs_lenient(other)
-            .into_iter()
-            .find(|(k, _)| k == "max-deleted-entry-id")
-            .map(|(_, v)| v),
+            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect(),
+        other => pairs_lenient(other),
     };
-    let deleted = deleted.as_deref().and_then(EntryId::parse).ok_or_else(|| {
-        FollowError(
-            "XINFO STREAM has no max-deleted-entry-id: Redis 7 or later is needed".to_owned(),
-        )
-    })?;
-    Ok(deleted > last)
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| {
+                FollowError(format!(
+                    "XINFO STREAM has no {name}: Redis 7 or later is needed"
+                ))
+            })
+    };
+    let number = |name: &str| -> Result<u64, FollowError> {
+        get(name)?
+            .parse()
+            .map_err(|_| FollowError(format!("XINFO STREAM: {name} is not a number")))
+    };
+    let (length, added) = (number("length")?, number("entries-added")?);
+    let first = EntryId::parse(get("recorded-first-entry-id")?).unwrap_or(EntryId::ZERO);
+    Ok(length > 0 && added > length && first > last)
 }
 
 /// A flat reply's text pairs, skipping values that are not text (XINFO

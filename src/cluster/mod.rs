@@ -16,7 +16,7 @@
 //!   applies the SPEC §1 status rules): it reads the stored state, applies the
 //!   op, recomputes the status and, only if something changed, writes the
 //!   state and `XADD`s one entry with the user's full state (see [`entry`]) to
-//!   the stream, trimmed with `MAXLEN ~ changelog_capacity`. Changes of nothing
+//!   the stream, trimmed with `MAXLEN ~ changelog_capacity` (at least 100). Changes of nothing
 //!   visible (tokens, roles, `statusConnection`) are entries too, marked
 //!   hidden, so that every replica authenticates locally; they never enter a
 //!   change log. A heartbeat that changes nothing writes no entry. A batch is
@@ -59,6 +59,9 @@ use tokio::sync::watch;
 
 /// The change stream's key; every other key is derived from it.
 pub const STREAM: &str = "{presenced}:log";
+
+/// The fewest entries the stream keeps, whatever `changelog_capacity` says.
+const MIN_STREAM_LENGTH: usize = 100;
 
 /// How long a `since` cursor ahead of this replica waits for it.
 pub const SINCE_WAIT: Duration = Duration::from_millis(500);
@@ -144,7 +147,9 @@ impl Cluster {
                 link: Link::new(client.clone()),
                 client,
                 limits: Limits {
-                    stream_capacity: presence.changelog_capacity,
+                    // A floor keeps a tiny log capacity from trimming the
+                    // stream under a follower that is merely one entry behind.
+                    stream_capacity: presence.changelog_capacity.max(MIN_STREAM_LENGTH),
                     connection_ttl_ms: u64::try_from(presence.connection_ttl.as_millis())
                         .unwrap_or(u64::MAX),
                     max_users: presence.max_users,

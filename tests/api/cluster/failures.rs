@@ -1,7 +1,10 @@
 //! What a client sees when things go wrong in cluster mode: Redis down or
 //! restarted, and every SPEC error path answered as a single process answers it.
 
-use super::{ready_status, replica, replica_with, wait_for_state, wait_ready, TestRedis};
+use super::{
+    ready_status, replica, replica_at, replica_with, wait_for_state, wait_known, wait_ready,
+    CutProxy, TestRedis,
+};
 use crate::helpers::*;
 use reqwest::Method;
 use serde_json::json;
@@ -96,6 +99,64 @@ async fn when_redis_comes_back_without_its_data_replicas_resync_and_old_cursors_
 }
 
 #[tokio::test]
+async fn a_replica_cut_off_while_the_stream_is_trimmed_past_it_resyncs_and_converges() {
+    // Small stream nodes, so that `MAXLEN ~` trims at a fine grain (the
+    // stream keeps at least 100 entries whatever the capacity).
+    let Some(redis) = TestRedis::start_with(&["--stream-node-max-entries", "10"]) else {
+        return;
+    };
+    let proxy = CutProxy::start(redis.port()).await;
+    let small = |s: &mut presenced::Settings| s.presence.changelog_capacity = 20;
+    let a = replica_with(&redis, small).await;
+    let b = replica_at(proxy.url(), small).await;
+    let caller = a.login("caller").await;
+    a.user("gone").await;
+    a.connect("gone", "online").await;
+    let seen = a.full_state(&caller).await;
+    wait_for_state(&b, &caller, &seen).await;
+    let old = b.presence(&caller, "").await.cursor();
+
+    proxy.cut();
+    wait_until("B reports it lost Redis", || async {
+        ready_status(&b).await == 503
+    })
+    .await;
+    // A deletion, then far more entries than the stream keeps: followed
+    // from where B stopped, the stream no longer holds the deletion.
+    a.ingest_ok(Method::DELETE, "/users/gone", None).await;
+    a.user("u1").await;
+    a.connect("u1", "online").await;
+    for i in 0..300 {
+        a.ingest_ok(
+            Method::PUT,
+            "/users/u1/status",
+            Some(json!({"status": "online", "statusText": format!("t{i}")})),
+        )
+        .await;
+    }
+    proxy.mend();
+
+    wait_ready(&b).await;
+    let want = a.full_state(&caller).await;
+    wait_for_state(&b, &caller, &want).await;
+    let status = b
+        .public(
+            &caller,
+            Method::GET,
+            "/api/v1/users.getStatus?userId=gone",
+            None,
+        )
+        .await;
+    status.assert_error(400, "error-invalid-user");
+    let answer = b.presence(&caller, &format!("since={old}")).await;
+    assert!(
+        answer.full(),
+        "a cursor from before the resync: {}",
+        answer.body
+    );
+}
+
+#[tokio::test]
 async fn connections_expire_in_redis_and_every_replica_sees_it() {
     let Some(redis) = TestRedis::start() else {
         return;
@@ -110,6 +171,7 @@ async fn connections_expire_in_redis_and_every_replica_sees_it() {
     a.user("u1").await;
     a.connect("u1", "online").await;
     let cursor = a.presence(&caller, "").await.cursor();
+    wait_known(&b, &caller).await;
     for replica in [&a, &b] {
         wait_until("the connection expired", || async {
             let delta = replica.presence(&caller, &format!("since={cursor}")).await;

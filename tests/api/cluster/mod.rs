@@ -10,7 +10,7 @@ mod server;
 
 use crate::helpers::*;
 use presenced::config::Settings;
-pub use server::TestRedis;
+pub use server::{CutProxy, TestRedis};
 
 /// A replica of the cluster on `redis`, ready (loaded from Redis).
 pub async fn replica(redis: &TestRedis) -> TestApp {
@@ -19,7 +19,11 @@ pub async fn replica(redis: &TestRedis) -> TestApp {
 
 /// A replica with settings of its own, ready.
 pub async fn replica_with(redis: &TestRedis, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let url = redis.url();
+    replica_at(redis.url(), configure).await
+}
+
+/// A replica of the Redis at `url`, ready.
+pub async fn replica_at(url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let app = spawn_app_with(|s| {
         s.cluster.redis_url = Some(url);
         configure(s);
@@ -45,10 +49,25 @@ pub async fn ready_status(app: &TestApp) -> u16 {
     }
 }
 
-/// Polls `app` until the full snapshot equals `want`.
+/// Polls `app` until the full snapshot, as `login` reads it, equals `want`
+/// (the replica may not know `login` yet: 401 until then).
 pub async fn wait_for_state(app: &TestApp, login: &Login, want: &[serde_json::Value]) {
     wait_until("the replica shows the expected state", || async {
-        app.full_state(login).await == want
+        let answer = app
+            .public(login, reqwest::Method::GET, "/api/v1/users.presence", None)
+            .await;
+        answer.status == 200 && sorted_users(&answer.body) == want
+    })
+    .await;
+}
+
+/// Polls `app` until it authenticates `login` (created through another replica).
+pub async fn wait_known(app: &TestApp, login: &Login) {
+    wait_until("the replica knows the login", || async {
+        app.public(login, reqwest::Method::GET, "/api/v1/users.presence", None)
+            .await
+            .status
+            == 200
     })
     .await;
 }

@@ -1,7 +1,7 @@
 //! Replicas agree: writes through one show on all, cursors mean the same on
 //! every replica, and the delta invariant holds across them.
 
-use super::{replica, replica_with, wait_for_state, TestRedis};
+use super::{replica, replica_with, wait_for_state, wait_known, TestRedis};
 use crate::helpers::*;
 use crate::invariant::{apply_delta, mirror_of, send as send_op, RandomOp};
 use reqwest::Method;
@@ -60,6 +60,7 @@ async fn a_cursor_from_one_replica_gives_exactly_the_later_changes_on_another() 
         a.connect(user, "online").await;
     }
     let before = a.presence(&caller, "").await;
+    wait_known(&b, &caller).await;
     b.set_status("u2", "away").await;
     a.disconnect("u3").await;
     let answer = a
@@ -106,6 +107,7 @@ async fn snapshot_plus_deltas_equals_the_snapshot_across_replicas_under_concurre
     };
     let replicas = Arc::new([replica(&redis).await, replica(&redis).await]);
     let caller = replicas[0].login("caller").await;
+    wait_known(&replicas[1], &caller).await;
     let stop = Arc::new(AtomicBool::new(false));
     // The reader alternates replicas: each cursor is used on the other one.
     let reader = {

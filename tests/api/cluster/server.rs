@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct TestRedis {
@@ -12,6 +14,7 @@ pub struct TestRedis {
     port: u16,
     dir: tempfile::TempDir,
     durable: bool,
+    extra: Vec<String>,
 }
 
 fn binary() -> Option<PathBuf> {
@@ -44,16 +47,21 @@ impl TestRedis {
     /// Starts a Redis that keeps nothing on disk; `None` (with a note) when
     /// `redis-server` is not installed and `PRESENCED_REQUIRE_REDIS` is unset.
     pub fn start() -> Option<TestRedis> {
-        TestRedis::launch(false)
+        TestRedis::launch(false, &[])
+    }
+
+    /// As [`TestRedis::start`], with more `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Option<TestRedis> {
+        TestRedis::launch(false, extra)
     }
 
     /// Starts a Redis that fsyncs every write to its append-only file, so
     /// what it acknowledged survives being killed.
     pub fn start_durable() -> Option<TestRedis> {
-        TestRedis::launch(true)
+        TestRedis::launch(true, &[])
     }
 
-    fn launch(durable: bool) -> Option<TestRedis> {
+    fn launch(durable: bool, extra: &[&str]) -> Option<TestRedis> {
         if binary().is_none() {
             assert!(
                 std::env::var_os("PRESENCED_REQUIRE_REDIS").is_none(),
@@ -67,6 +75,7 @@ impl TestRedis {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             durable,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         redis.restart();
         Some(redis)
@@ -74,6 +83,10 @@ impl TestRedis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
@@ -103,6 +116,7 @@ impl TestRedis {
                 "",
             ])
             .args(persistence)
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -124,5 +138,74 @@ impl TestRedis {
 impl Drop for TestRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A TCP relay to a Redis that a test can cut (every relayed connection
+/// closed, new ones refused) and mend: one replica loses Redis while the others
+/// keep it. Stops relaying when dropped.
+pub struct CutProxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    relays: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    pub async fn start(target: u16) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let open = Arc::new(AtomicBool::new(true));
+        let relays: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (open, relays) = (open.clone(), relays.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let relay = tokio::spawn(async move {
+                        if let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                        {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    relays.lock().expect("relays").push(relay);
+                }
+            })
+        };
+        CutProxy {
+            port,
+            open,
+            relays,
+            accept,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every relayed connection and refuses new ones until [`CutProxy::mend`].
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for relay in self.relays.lock().expect("relays").drain(..) {
+            relay.abort();
+        }
+    }
+
+    pub fn mend(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }
