@@ -32,20 +32,8 @@ TOKEN=bench-ingest-token
 
 cargo build --release --quiet --bin presenced --example cluster_lag
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() {
-  for _ in $(seq 300); do curl -fs "$1/ready" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "server at $1 did not become ready" >&2; return 1
-}
+# shellcheck source=benches/processes.sh
+source benches/processes.sh
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
@@ -62,32 +50,9 @@ start() { # name, extra env...
 start S
 start A PRESENCED_CLUSTER_REDIS_URL="redis://127.0.0.1:$redis_port"
 start B PRESENCED_CLUSTER_REDIS_URL="redis://127.0.0.1:$redis_port"
-for base in "$S" "$A" "$B"; do wait_ready "$base"; done
+for base in "$S" "$A" "$B"; do wait_up "$base/ready"; done
 
-seed() {
-python3 - "$1" "$TOKEN" "$USERS" "$ONLINE" <<'PY'
-import json, sys, urllib.request
-base, token, users, online = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-def batch(ops):
-    req = urllib.request.Request(base + "/internal/v1/batch", json.dumps({"ops": ops}).encode(),
-                                 {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    answer = json.load(urllib.request.urlopen(req))
-    assert answer["applied"] == len(ops), answer["errors"][:3]
-ops = [{"op": "putUser", "userId": "caller", "username": "caller"},
-       {"op": "addToken", "userId": "caller", "token": "bench-caller-token"}]
-for i in range(1000):
-    ops += [{"op": "putUser", "userId": "l%04d" % i, "username": "lag.%d" % i},
-            {"op": "addToken", "userId": "l%04d" % i, "token": "lag-token"}]
-step = users // online
-for i in range(users):
-    ops.append({"op": "putUser", "userId": "u%07d" % i, "username": "user.%d" % i, "name": "User Number %d" % i, "utcOffset": i % 5})
-    if i % step == 0:
-        ops.append({"op": "putConnection", "connectionId": "c%d" % i, "userId": "u%07d" % i, "status": "online"})
-    if len(ops) >= 5000:
-        batch(ops); ops = []
-batch(ops)
-PY
-}
+seed() { python3 benches/seed.py "$1" "$TOKEN" "$USERS" "$ONLINE" 1000; }
 seed "$S"
 seed "$A"
 want=$((USERS + 1001))

@@ -45,18 +45,29 @@ pub fn text(value: &Value) -> Option<String> {
     }
 }
 
-/// A flat `[field, value, ...]` reply as pairs.
+/// A flat `[field, value, ...]` reply's pairs, `None` for one that is not text.
+fn text_pairs(items: &[Value]) -> impl Iterator<Item = Option<(String, String)>> + '_ {
+    items.chunks(2).map(|pair| match pair {
+        [k, v] => Some((text(k)?, text(v)?)),
+        _ => None,
+    })
+}
+
+/// A flat `[field, value, ...]` reply as pairs, if all of them are text.
 pub fn pairs(value: &Value) -> Option<Vec<(String, String)>> {
     let Value::Array(items) = value else {
         return None;
     };
-    items
-        .chunks(2)
-        .map(|pair| match pair {
-            [k, v] => Some((text(k)?, text(v)?)),
-            _ => None,
-        })
-        .collect()
+    text_pairs(items).collect()
+}
+
+/// The text pairs of a flat reply, skipping the others (`XINFO` mixes in
+/// entries).
+pub fn text_pairs_only(value: &Value) -> Vec<(String, String)> {
+    let Value::Array(items) = value else {
+        return Vec::new();
+    };
+    text_pairs(items).flatten().collect()
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Result<&'a str, EntryError> {

@@ -3,7 +3,7 @@
 //! applied entry, or resync when that is no longer possible. Also the sweeper
 //! that expires connections, which every replica runs.
 
-use super::entry::{self, pairs, text, Kind};
+use super::entry::{self, pairs, text, text_pairs_only, Kind};
 use super::position::EntryId;
 use super::writer::SWEEP_LIMIT;
 use super::{Cluster, STREAM};
@@ -224,7 +224,7 @@ fn trimmed_past(info: &Value, last: EntryId) -> Result<bool, FollowError> {
             .iter()
             .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
             .collect(),
-        other => pairs_lenient(other),
+        other => text_pairs_only(other),
     };
     let get = |name: &str| {
         fields
@@ -245,21 +245,6 @@ fn trimmed_past(info: &Value, last: EntryId) -> Result<bool, FollowError> {
     let (length, added) = (number("length")?, number("entries-added")?);
     let first = EntryId::parse(get("recorded-first-entry-id")?).unwrap_or(EntryId::ZERO);
     Ok(length > 0 && added > length && first > last)
-}
-
-/// A flat reply's text pairs, skipping values that are not text (XINFO
-/// mixes in entries).
-fn pairs_lenient(value: &Value) -> Vec<(String, String)> {
-    let Value::Array(items) = value else {
-        return Vec::new();
-    };
-    items
-        .chunks(2)
-        .filter_map(|pair| match pair {
-            [k, v] => Some((text(k)?, text(v)?)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// An entry's id and fields.

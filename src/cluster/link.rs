@@ -71,31 +71,33 @@ impl Link {
         broken
     }
 
-    /// Runs one command. A connection found broken (Redis restarted since
-    /// the last write) is replaced and the command sent once more: every op
-    /// of the script sets state rather than adds to it, so running one twice
-    /// leaves what running it once does.
-    pub async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+    /// Runs `send` on the connection. A connection found broken (Redis
+    /// restarted since the last write) is replaced and `send` runs once more:
+    /// every op of the script sets state rather than adds to it, so running
+    /// one twice leaves what running it once does.
+    async fn retrying<T, F, Fut>(&self, send: F) -> Result<T, RedisError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
         let mut retried = false;
         loop {
-            let mut conn = self.connection().await?;
-            match cmd.query_async(&mut conn).await {
+            match send(self.connection().await?).await {
                 Err(e) if self.failed(&e).await && !retried => retried = true,
                 result => return result,
             }
         }
     }
 
-    /// Runs a pipeline (not a transaction: each command is atomic on its own),
-    /// retried once on a broken connection like [`Link::query`].
+    /// Runs one command (see [`Link::retrying`]).
+    pub async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        self.retrying(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs a pipeline (not a transaction: each command is atomic on its own).
     pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
-        let mut retried = false;
-        loop {
-            let mut conn = self.connection().await?;
-            match pipe.query_async(&mut conn).await {
-                Err(e) if self.failed(&e).await && !retried => retried = true,
-                result => return result,
-            }
-        }
+        self.retrying(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
     }
 }
