@@ -20,6 +20,16 @@ async fn cluster_mode_with_a_snapshot_file_or_the_demo_stops_start_up_with_the_k
 }
 
 #[tokio::test]
+async fn a_redis_url_the_client_cannot_use_stops_start_up_without_echoing_it() {
+    let mut settings = test_settings();
+    settings.cluster.redis_url = Some("redis://:hunter2@127.0.0.1:notaport".into());
+    let error = Application::build(&settings, false).err().expect("refused");
+    let message = error.to_string();
+    assert!(message.starts_with("cluster.redis_url"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
 async fn the_demo_seed_answers_the_upstream_example_request() {
     let app = spawn_settings(&test_settings(), true).await;
     let caller = Login {

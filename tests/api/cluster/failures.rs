@@ -189,6 +189,7 @@ async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() 
     let a = replica_with(&redis, |s| {
         s.presence.allow_invisible = false;
         s.presence.max_connections_per_user = 1;
+        s.server.max_body_bytes = 4096;
     })
     .await;
     let jane = a.login("jane").await;
@@ -287,6 +288,15 @@ async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() 
             (3, "error-status-not-allowed"),
             (4, "error-username-taken"),
         ]
+    );
+    let big = format!(r#"{{"username": "big", "name": "{}"}}"#, "x".repeat(5000));
+    a.ingest_raw(Method::PUT, "/users/big", &big)
+        .await
+        .assert_error(413, "error-payload-too-large");
+    let unknown = a.ingest(Method::GET, "/nowhere", None).await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.body.clone()),
+        (404, not_found_body())
     );
     // Public API.
     let bob = Login {
