@@ -15,13 +15,13 @@
 //! - **Writes are one Lua script** (`presence.lua`, the only place cluster mode
 //!   applies the SPEC §1 status rules): it reads the stored state, applies the
 //!   op, recomputes the status and, only if something changed, writes the
-//!   state and `XADD`s one entry with the user's full state (see [`entry`]) to
+//!   state and `XADD`s one entry with the user's full state (see `entry.rs`) to
 //!   the stream, trimmed with `MAXLEN ~ changelog_capacity` (at least 100). Changes of nothing
 //!   visible (tokens, roles, `statusConnection`) are entries too, marked
 //!   hidden, so that every replica authenticates locally; they never enter a
 //!   change log. A heartbeat that changes nothing writes no entry. A batch is
 //!   one pipeline of script calls.
-//! - **Reads stay local.** Every replica follows the stream ([`follower`],
+//! - **Reads stay local.** Every replica follows the stream (`follower.rs`,
 //!   `XREAD BLOCK`) and applies entries in stream order to its own store and
 //!   change log, so queries cost what they cost in one process. A write is
 //!   answered only once this replica has applied the entry it wrote.
