@@ -11,20 +11,8 @@ fi
 # shellcheck disable=SC2086 # BUILD is a list of cargo arguments
 cargo build --release --quiet --bin presenced ${BUILD:-}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() {
-  for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "server at $1 did not come up" >&2; return 1
-}
+# shellcheck source=benches/processes.sh
+source benches/processes.sh
 
 port=$(free_port)
 PRESENCED_INGEST_TOKEN=$TOKEN PRESENCED_SERVER_WORKERS=$WORKERS PRESENCED_LOG_LEVEL=warn \
@@ -36,25 +24,6 @@ wait_up "$base/health"
 
 # Seed through the batch API: users, connections for ONLINE of them, a caller.
 # USERS=0 seeds nothing (the caller's script seeds its own).
-[ "$USERS" -gt 0 ] && python3 - "$base" "$TOKEN" "$USERS" "$ONLINE" <<'PY'
-import json, sys, urllib.request
-base, token, users, online = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-def batch(ops):
-    req = urllib.request.Request(base + "/internal/v1/batch", json.dumps({"ops": ops}).encode(),
-                                 {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    answer = json.load(urllib.request.urlopen(req))
-    assert answer["applied"] == len(ops), answer["errors"][:3]
-uid = lambda i: "u%07d" % i
-step = users // online
-ops = [{"op": "putUser", "userId": "caller", "username": "caller"},
-       {"op": "addToken", "userId": "caller", "token": "bench-caller-token"}]
-for i in range(users):
-    ops.append({"op": "putUser", "userId": uid(i), "username": "user.%d" % i, "name": "User Number %d" % i, "utcOffset": i % 5})
-    if i % step == 0:
-        ops.append({"op": "putConnection", "connectionId": "c%d" % i, "userId": uid(i), "status": "online"})
-    if len(ops) >= 5000:
-        batch(ops); ops = []
-batch(ops)
-PY
+[ "$USERS" -gt 0 ] && python3 benches/seed.py "$base" "$TOKEN" "$USERS" "$ONLINE"
 
 auth=(-H "X-User-Id: caller" -H "X-Auth-Token: bench-caller-token")

@@ -15,6 +15,8 @@
 //! - [`ingest`]: the internal `/internal/v1` routes the chat server pushes to.
 //! - [`http`]: the error type and bodies shared by both APIs, cross-origin access, head
 //!   limits, rate-limit answers, and the middleware that measures and logs every request.
+//! - [`cluster`]: cluster mode (`cluster.redis_url`): writes as Lua scripts in a shared
+//!   Redis, a change stream every replica follows into its own store, expiry swept there.
 //! - [`persistence`]: the snapshot file, written every interval and on shutdown, loaded at start.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry: requests, latencies, refusals, the store's figures.
@@ -29,6 +31,7 @@
 
 pub mod api;
 pub mod background;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -14,9 +14,12 @@ pub async fn health() -> HttpResponse {
 /// `GET /ready`: the store is loaded and requests are served, which holds as
 /// soon as it listens; but when the last snapshot write failed, `503
 /// {"ready":false,"reason":"persistence: <path>: <error>"}` until one succeeds
-/// (the service keeps serving meanwhile).
+/// (the service keeps serving meanwhile). In cluster mode, also 503 while the
+/// replica has not loaded from Redis or is not following it (`"reason":
+/// "cluster: ..."`); reads are still served from memory meanwhile.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match state.persistence.as_ref().and_then(|s| s.problem()) {
+    let cluster = state.cluster.as_ref().and_then(|c| c.problem());
+    match cluster.or_else(|| state.persistence.as_ref().and_then(|s| s.problem())) {
         Some(reason) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({ "ready": false, "reason": reason }).to_string(),

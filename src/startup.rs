@@ -2,6 +2,7 @@
 //! into the HTTP server, runs the background tasks, and on SIGTERM/SIGINT
 //! drains the server and writes the final snapshot.
 
+use crate::cluster::Cluster;
 use crate::config::{PresenceSettings, Settings};
 use crate::http::cors::{self, CrossOrigin};
 use crate::http::head_limits::HeadLimits;
@@ -63,17 +64,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     RouteOptions::default().configure(cfg);
 }
 
-/// Settings this build accepts in its config but cannot honour yet. Refusing
-/// them beats running without, say, the persistence an operator asked for.
-fn refuse_unbuilt_features(settings: &Settings) -> std::io::Result<()> {
-    let unbuilt = [("cluster.redis_url", settings.cluster.redis_url.is_some())];
-    match unbuilt.iter().find(|(_, set)| *set) {
-        Some((key, _)) => Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            format!("{key} is set, but this version of presenced does not support it yet; unset it to start"),
+/// Refuses what cluster mode cannot combine with: a snapshot file (Redis
+/// holds the state, and a replica's memory is a copy of it) and `--demo`
+/// (whose churn writes to one replica's memory only).
+fn refuse_cluster_conflicts(settings: &Settings, demo: bool) -> std::io::Result<()> {
+    if settings.cluster.redis_url.is_none() {
+        return Ok(());
+    }
+    let conflict = if settings.persistence.path.is_some() {
+        Some("persistence.path is set: in cluster mode Redis holds the state; unset one of them")
+    } else if demo {
+        Some("--demo runs a single process: unset cluster.redis_url to run the demo")
+    } else {
+        None
+    };
+    match conflict {
+        Some(why) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("cluster.redis_url cannot be combined with this: {why}"),
         )),
         None => Ok(()),
     }
+}
+
+/// Prepares cluster mode if `cluster.redis_url` is set.
+fn open_cluster(settings: &Settings) -> std::io::Result<Option<(Store, Cluster)>> {
+    let Some(url) = &settings.cluster.redis_url else {
+        return Ok(None);
+    };
+    let store = Store::replica(&store_options(&settings.presence));
+    let cluster = Cluster::new(url, settings, store.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    Ok(Some((store, cluster)))
 }
 
 /// Refuses a well-known placeholder ingest token (the `--demo` one included)
@@ -151,6 +173,7 @@ pub struct Application {
     demo: bool,
     snapshots: Option<Arc<SnapshotFile>>,
     snapshot_interval: Duration,
+    cluster: Option<Cluster>,
 }
 
 impl Application {
@@ -162,7 +185,7 @@ impl Application {
     /// When a setting cannot be honoured, the snapshot exists but cannot be
     /// read or trusted (the file is left as it is), or the address cannot be bound.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
-        refuse_unbuilt_features(settings)?;
+        refuse_cluster_conflicts(settings, demo)?;
         let mut ingest_token = settings.ingest.token.clone();
         if demo {
             ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
@@ -172,10 +195,13 @@ impl Application {
         let port = listener.local_addr()?.port();
         let presence = &settings.presence;
         let snapshots = open_snapshot(settings)?;
-        let store = match &snapshots {
-            Some(snapshots) => snapshots.store().clone(),
-            None => Store::new(&store_options(presence)),
+        let cluster = open_cluster(settings)?;
+        let store = match (&snapshots, &cluster) {
+            (_, Some((store, _))) => store.clone(),
+            (Some(snapshots), None) => snapshots.store().clone(),
+            (None, None) => Store::new(&store_options(presence)),
         };
+        let cluster = cluster.map(|(_, cluster)| cluster);
         if demo {
             demo::seed(&store);
         }
@@ -200,6 +226,7 @@ impl Application {
         )
         .with_rate_limits(RateLimits::new(&settings.limits));
         state.persistence = snapshots.clone();
+        state.cluster = cluster.clone();
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
         let mut server = HttpServer::new(move || {
@@ -222,6 +249,7 @@ impl Application {
             demo,
             snapshots,
             snapshot_interval: settings.persistence.interval,
+            cluster,
         })
     }
 
@@ -242,7 +270,12 @@ impl Application {
     /// # Errors
     /// When the server fails, or the final snapshot cannot be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let sweeper = spawn_sweeper(self.store.clone());
+        // A replica's connections live in Redis, swept there by every replica.
+        let sweeper = match &self.cluster {
+            None => Some(spawn_sweeper(self.store.clone())),
+            Some(_) => None,
+        };
+        let replication = self.cluster.as_ref().map(Cluster::spawn);
         let churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
         let periodic = self
             .snapshots
@@ -251,7 +284,7 @@ impl Application {
         let served = self.server.await;
         // Nothing changes the store from here on, so the last snapshot is exact.
         // A periodic write under way finishes first: writes take turns.
-        drop((periodic, churn, sweeper));
+        drop((periodic, churn, sweeper, replication));
         if let Some(snapshots) = &self.snapshots {
             snapshots
                 .write_in_background()

@@ -5,6 +5,7 @@
 use super::answer_cache::Rendered;
 use super::auth::Authenticated;
 use super::query::{Branch, PresenceParams};
+use crate::cluster::SINCE_WAIT;
 use crate::domain::UserId;
 use crate::http::body::{parse_json, read_limited};
 use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
@@ -226,6 +227,14 @@ async fn respond(
     let plan = Plan::new(state, caller, params, || {
         chrono::Utc::now().timestamp_millis()
     })?;
+    if let (Some(cluster), Plan::Since { cursor, .. }) = (&state.cluster, &plan) {
+        // A cursor from a replica further along: wait a little for this one
+        // to catch up; if it does not, the log lags it and the answer is full.
+        let head = state.store.cursor();
+        if cursor.epoch() == head.epoch() && cursor.seq() > head.seq() {
+            cluster.caught_up(cursor.seq(), SINCE_WAIT).await;
+        }
+    }
     let head = state.store.cursor();
     let key = plan.key(head);
     if let Some(etag) = Tag::new(key).held_by(req) {

@@ -1,5 +1,6 @@
 //! One error type for every route, and the Rocket.Chat-shaped bodies it renders.
 
+use crate::cluster::WriteError;
 use crate::rate_limit::Decision;
 use crate::store::StoreError;
 use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
@@ -243,6 +244,16 @@ impl ApiError {
         )
     }
 
+    /// 503 `error-unavailable`: in cluster mode, the shared Redis cannot be
+    /// reached (or this replica is not following it); nothing was written.
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> ApiError {
+        ApiError::typed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error-unavailable",
+            message,
+        )
+    }
+
     /// Returns the `errorType` of the body, if it has one.
     pub fn error_type(&self) -> Option<&'static str> {
         match self.kind {
@@ -297,6 +308,15 @@ impl From<StoreError> for ApiError {
             }
         };
         ApiError::typed(status, error_type, e.to_string())
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        match e {
+            WriteError::Refused(e) => e.into(),
+            WriteError::Unavailable(why) => ApiError::unavailable(why),
+        }
     }
 }
 

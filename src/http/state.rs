@@ -2,10 +2,12 @@
 //! metrics and the rate limits.
 
 use super::rate_limits::RateLimits;
+use super::ApiError;
 use crate::api::answer_cache::{RecentAnswers, SnapshotCache};
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
-use crate::store::Store;
+use crate::store::{Applied, Op, Store};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub limits: RateLimits,
     /// The snapshot file, when persistence is on; `/ready` reports its failures.
     pub persistence: Option<Arc<SnapshotFile>>,
+    /// Cluster mode: writes go through Redis, and the store follows it.
+    pub cluster: Option<Cluster>,
     /// SHA-256 of the ingest token; `None` disables the internal API.
     ingest_token_hash: Option<[u8; 32]>,
 }
@@ -50,6 +54,7 @@ impl AppState {
             metrics,
             limits: RateLimits::default(),
             persistence: None,
+            cluster: None,
             ingest_token_hash: ingest_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
     }
@@ -58,6 +63,15 @@ impl AppState {
     pub fn with_rate_limits(mut self, limits: RateLimits) -> AppState {
         self.limits = limits;
         self
+    }
+
+    /// Applies a write: to the store, or in cluster mode through Redis (the
+    /// store then learns it from the stream before this returns).
+    pub async fn apply(&self, op: Op) -> Result<Applied, ApiError> {
+        match &self.cluster {
+            None => Ok(self.store.apply(op)?),
+            Some(cluster) => Ok(cluster.apply(&op).await?),
+        }
     }
 
     /// Returns whether the internal API is enabled.

@@ -41,7 +41,7 @@ async fn single(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = read_limited(&req, payload, state.max_body_bytes).await?;
     let op = parse_op(kind, id, Fields::Body(&bytes))?;
-    let Applied { written, closed } = state.store.apply(op)?;
+    let Applied { written, closed } = state.apply(op).await?;
     Ok(ok_json(&WriteAnswer {
         success: true,
         changed: written.changed(),
@@ -145,16 +145,43 @@ pub async fn batch(
     }
     let mut applied = 0;
     let mut errors = Vec::new();
-    for (index, row) in body.ops.into_iter().enumerate() {
-        let result =
-            parse_batch_op(row).and_then(|op| state.store.apply(op).map_err(ApiError::from));
-        match result {
-            Ok(_) => applied += 1,
-            Err(e) => errors.push(BatchError {
-                index,
-                error: e.message().to_owned(),
-                error_type: e.error_type().unwrap_or("error-invalid-params"),
-            }),
+    let mut refuse = |index, e: ApiError| {
+        errors.push(BatchError {
+            index,
+            error: e.message().to_owned(),
+            error_type: e.error_type().unwrap_or("error-invalid-params"),
+        });
+    };
+    match &state.cluster {
+        None => {
+            for (index, row) in body.ops.into_iter().enumerate() {
+                match parse_batch_op(row).and_then(|op| Ok(state.store.apply(op)?)) {
+                    Ok(_) => applied += 1,
+                    Err(e) => refuse(index, e),
+                }
+            }
+        }
+        Some(cluster) => {
+            // Parsed first, so the valid rows go to Redis in one pipeline.
+            let mut ops = Vec::with_capacity(body.ops.len());
+            let mut indexes = Vec::with_capacity(body.ops.len());
+            for (index, row) in body.ops.into_iter().enumerate() {
+                match parse_batch_op(row) {
+                    Ok(op) => {
+                        ops.push(op);
+                        indexes.push(index);
+                    }
+                    Err(e) => refuse(index, e),
+                }
+            }
+            let results = cluster.apply_batch(&ops).await?;
+            for (index, result) in indexes.into_iter().zip(results) {
+                match result {
+                    Ok(()) => applied += 1,
+                    Err(e) => refuse(index, e.into()),
+                }
+            }
+            errors.sort_by_key(|e| e.index);
         }
     }
     Ok(ok_json(&BatchAnswer {

@@ -11,6 +11,15 @@
 //!
 //! The log is generic over how a user is named: the store names users by slot
 //! and generation (8 bytes), its tests by strings.
+//!
+//! A replica of a cluster (see `crate::cluster`) numbers changes differently:
+//! not by a local counter but by the position of their entry in the shared
+//! Redis stream, so a cursor means the same on every replica. Those positions
+//! are increasing but not contiguous, so such a log keeps them beside the
+//! entries and finds a cursor's place by binary search; its epoch is the
+//! stream's generation, and its floor (what it cannot reach back before) is
+//! where the replica started following. A single process never pays for this:
+//! its position list stays empty.
 
 use super::view::UserView;
 use parking_lot::RwLock;
@@ -29,6 +38,11 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The cursor at position `seq` of epoch `epoch`.
+    pub fn new(epoch: u64, seq: u64) -> Cursor {
+        Cursor { epoch, seq }
+    }
+
     /// Returns the sequence number of the last change this cursor covers (0 = none).
     pub fn seq(&self) -> u64 {
         self.seq
@@ -120,6 +134,11 @@ pub struct LogStats {
 #[derive(Debug)]
 struct Ring<K> {
     entries: VecDeque<Change<K>>,
+    /// The stream position of each entry, in a replica's log; empty otherwise.
+    positions: VecDeque<u64>,
+    epoch: u64,
+    /// A `from` before this (ms) reaches before what the log has seen.
+    epoch_start_ms: i64,
     /// Sequence of the newest change ever appended (0 = none yet).
     head: u64,
     /// Timestamp of the newest change, or the epoch start: the floor for the next one.
@@ -138,8 +157,8 @@ pub struct ChangeLog<K> {
     ring: RwLock<Ring<K>>,
     capacity: usize,
     window_ms: i64,
-    epoch: u64,
-    epoch_start_ms: i64,
+    /// True if and only if changes are numbered by stream position (a replica).
+    replicated: bool,
 }
 
 impl<K: Copy + Eq + Hash> ChangeLog<K> {
@@ -148,6 +167,10 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
         ChangeLog {
             ring: RwLock::new(Ring {
                 entries: VecDeque::new(),
+                positions: VecDeque::new(),
+                // Any value works as long as a restart is unlikely to pick the same one.
+                epoch: fastrand::u64(1..),
+                epoch_start_ms: now_ms,
                 head: 0,
                 last_ts: now_ms,
                 evicted_seq: 0,
@@ -155,9 +178,54 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
             }),
             capacity: capacity.max(1),
             window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
-            // Any value works as long as a restart is unlikely to pick the same one.
-            epoch: fastrand::u64(1..),
-            epoch_start_ms: now_ms,
+            replicated: false,
+        }
+    }
+
+    /// Creates the log of a cluster replica: changes are numbered by their
+    /// stream position, and until [`ChangeLog::rebase`] names the stream's
+    /// generation and the replica's starting point, every cursor lags.
+    pub fn replicated(capacity: usize, window: Duration) -> ChangeLog<K> {
+        let mut log = ChangeLog::new(capacity, window, i64::MAX);
+        log.replicated = true;
+        log.ring.get_mut().epoch = 0;
+        log
+    }
+
+    /// Forgets every change and starts a replica's log over at stream
+    /// position `floor` (written at `floor_ms`) of the stream generation
+    /// `epoch`: cursors before the floor, and `from` times at or before
+    /// `floor_ms`, lag from now on, as this log cannot prove what happened then.
+    pub fn rebase(&self, epoch: u64, floor: u64, floor_ms: i64) {
+        let mut ring = self.ring.write();
+        ring.entries.clear();
+        ring.positions.clear();
+        ring.epoch = epoch;
+        ring.epoch_start_ms = floor_ms.saturating_add(1);
+        ring.head = floor;
+        ring.last_ts = floor_ms;
+        ring.evicted_seq = floor;
+        ring.evicted_ts = Some(floor_ms);
+    }
+
+    /// Appends the change at stream position `position` (written at `ts`) to
+    /// a replica's log; see [`ChangeLog::append`]. A position at or before the
+    /// head (a replayed entry) is left out: the log already covers it.
+    pub fn append_at(
+        &self,
+        user: K,
+        tombstone: Option<Arc<UserView>>,
+        ts: i64,
+        position: u64,
+    ) -> Cursor {
+        let mut ring = self.ring.write();
+        if position > ring.head {
+            ring.positions.push_back(position);
+            self.push(&mut ring, user, tombstone, ts, position);
+        }
+        Cursor {
+            epoch: ring.epoch,
+            seq: ring.head,
         }
     }
 
@@ -165,10 +233,27 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
     /// see it, and any cursor they are given covers it. Returns its cursor.
     pub fn append(&self, user: K, tombstone: Option<Arc<UserView>>, now_ms: i64) -> Cursor {
         let mut ring = self.ring.write();
-        let ts = now_ms.max(ring.last_ts);
-        ring.head += 1;
+        let seq = ring.head + 1;
+        self.push(&mut ring, user, tombstone, now_ms, seq);
+        Cursor {
+            epoch: ring.epoch,
+            seq,
+        }
+    }
+
+    /// Pushes the change numbered `seq`, evicting what falls out of the
+    /// capacity or the window.
+    fn push(
+        &self,
+        ring: &mut Ring<K>,
+        user: K,
+        tombstone: Option<Arc<UserView>>,
+        ts: i64,
+        seq: u64,
+    ) {
+        let ts = ts.max(ring.last_ts);
+        ring.head = seq;
         ring.last_ts = ts;
-        let seq = ring.head;
         let horizon = ts.saturating_sub(self.window_ms);
         while let Some(front) = ring.entries.front() {
             if ring.entries.len() < self.capacity && front.ts >= horizon {
@@ -176,7 +261,10 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
             }
             let front_ts = front.ts;
             ring.entries.pop_front();
-            ring.evicted_seq += 1;
+            ring.evicted_seq = match ring.positions.pop_front() {
+                Some(position) => position,
+                None => ring.evicted_seq + 1,
+            };
             ring.evicted_ts = Some(front_ts);
         }
         ring.entries.push_back(Change {
@@ -184,17 +272,14 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
             user,
             tombstone,
         });
-        Cursor {
-            epoch: self.epoch,
-            seq,
-        }
     }
 
     /// Returns the cursor of the newest published change.
     pub fn cursor(&self) -> Cursor {
+        let ring = self.ring.read();
         Cursor {
-            epoch: self.epoch,
-            seq: self.ring.read().head,
+            epoch: ring.epoch,
+            seq: ring.head,
         }
     }
 
@@ -202,12 +287,16 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
     /// older than its oldest retained change.
     pub fn since(&self, cursor: Cursor) -> Result<Changed<K>, Lagged> {
         let ring = self.ring.read();
-        if cursor.epoch != self.epoch || cursor.seq > ring.head || cursor.seq < ring.evicted_seq {
+        if cursor.epoch != ring.epoch || cursor.seq > ring.head || cursor.seq < ring.evicted_seq {
             return Err(Lagged);
         }
-        // Sequences are contiguous and the oldest entry held is the one after the
-        // last evicted: the first change after the cursor is at this offset.
-        let start = usize::try_from(cursor.seq - ring.evicted_seq).map_err(|_| Lagged)?;
+        let start = if self.replicated {
+            ring.positions.partition_point(|&p| p <= cursor.seq)
+        } else {
+            // Sequences are contiguous and the oldest entry held is the one after the
+            // last evicted: the first change after the cursor is at this offset.
+            usize::try_from(cursor.seq - ring.evicted_seq).map_err(|_| Lagged)?
+        };
         Ok(self.latest_from(&ring, start))
     }
 
@@ -216,7 +305,7 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
     /// `from_ms` is before this epoch began.
     pub fn since_time(&self, from_ms: i64) -> Result<Changed<K>, Lagged> {
         let ring = self.ring.read();
-        if from_ms < self.epoch_start_ms || ring.evicted_ts.is_some_and(|ts| ts >= from_ms) {
+        if from_ms < ring.epoch_start_ms || ring.evicted_ts.is_some_and(|ts| ts >= from_ms) {
             return Err(Lagged);
         }
         let start = ring.entries.partition_point(|c| c.ts < from_ms);
@@ -236,7 +325,7 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
         users.reverse();
         Changed {
             cursor: Cursor {
-                epoch: self.epoch,
+                epoch: ring.epoch,
                 seq: ring.head,
             },
             users,
@@ -250,7 +339,7 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
             entries: ring.entries.len(),
             oldest_ts: ring.entries.front().map(|c| c.ts),
             head: Cursor {
-                epoch: self.epoch,
+                epoch: ring.epoch,
                 seq: ring.head,
             },
         }
@@ -354,7 +443,7 @@ mod tests {
         change(&b, "x", T0);
         assert_eq!(a.since(b.cursor()).unwrap_err(), Lagged);
         let ahead = Cursor {
-            epoch: a.epoch,
+            epoch: a.cursor().epoch,
             seq: 5,
         };
         assert_eq!(a.since(ahead).unwrap_err(), Lagged);
@@ -389,6 +478,42 @@ mod tests {
         assert_eq!(log.stats().entries, 1);
         assert_eq!(log.since_time(T0).unwrap_err(), Lagged);
         assert_eq!(ids(&log.since_time(T0 + 1).unwrap()), [("b", false)]);
+    }
+
+    #[test]
+    fn a_replicas_log_finds_cursors_by_stream_position_and_lags_before_its_floor() {
+        let log = Log::replicated(2, Duration::from_secs(600));
+        // Before it knows the stream, every real cursor lags.
+        assert_eq!(
+            log.since(Cursor { epoch: 7, seq: 100 }).unwrap_err(),
+            Lagged
+        );
+        log.rebase(7, 100, T0);
+        let floor = log.cursor();
+        assert_eq!((floor.epoch(), floor.seq()), (7, 100));
+        assert!(log.since(floor).unwrap().users.is_empty());
+        let b = log.append_at("b", None, T0 + 1, 205);
+        // A replayed entry changes nothing.
+        assert_eq!(log.append_at("z", None, T0 + 1, 150), b);
+        log.append_at("c", None, T0 + 2, 310);
+        assert_eq!(
+            ids(&log.since(floor).unwrap()),
+            [("b", false), ("c", false)]
+        );
+        assert_eq!(ids(&log.since(b).unwrap()), [("c", false)]);
+        // A cursor between two positions gets what follows it.
+        let between = Cursor { epoch: 7, seq: 250 };
+        assert_eq!(ids(&log.since(between).unwrap()), [("c", false)]);
+        assert_eq!(log.since(Cursor { epoch: 7, seq: 99 }).unwrap_err(), Lagged);
+        assert_eq!(
+            log.since(Cursor { epoch: 8, seq: 205 }).unwrap_err(),
+            Lagged
+        );
+        assert_eq!(log.since_time(T0).unwrap_err(), Lagged);
+        log.append_at("d", None, T0 + 3, 400);
+        // Capacity 2 evicted b: position 205 is now the floor.
+        assert_eq!(log.since(floor).unwrap_err(), Lagged);
+        assert_eq!(ids(&log.since(b).unwrap()), [("c", false), ("d", false)]);
     }
 
     #[test]

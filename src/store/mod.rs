@@ -21,6 +21,7 @@ pub mod changelog;
 pub(crate) mod expiry;
 pub mod image;
 mod op;
+mod replica;
 mod shard;
 mod user;
 pub mod view;
@@ -32,6 +33,7 @@ pub use changelog::{Changed, Cursor, CursorError, Delta, Lagged, LogStats};
 pub use expiry::spawn_sweeper;
 pub use image::{ConnectionImage, ImageError, Moved, Restoring, UserImage};
 pub use op::{Applied, Op};
+pub use replica::{Logged, Replicated, UserState};
 pub use view::UserView;
 
 use crate::domain::{
@@ -218,6 +220,54 @@ impl<'a> Locked<'a> {
     }
 }
 
+/// The username index shards a user's change of name touches, locked (none
+/// when the name stays): from `old` (none for a new user) to `new`.
+struct Rename<'a> {
+    renamed: bool,
+    old_hash: Option<u64>,
+    new_hash: u64,
+    names: Locked<'a>,
+}
+
+impl<'a> Rename<'a> {
+    fn lock(sh: &'a Shared, old: Option<&str>, new: &str) -> Rename<'a> {
+        let renamed = old != Some(new);
+        let old_hash = old.map(|o| sh.hash(o));
+        let new_hash = sh.hash(new);
+        let names = if renamed {
+            Locked::lock(
+                &sh.usernames,
+                [Some(new_hash), old_hash].into_iter().flatten(),
+            )
+        } else {
+            Locked { guards: Vec::new() }
+        };
+        Rename {
+            renamed,
+            old_hash,
+            new_hash,
+            names,
+        }
+    }
+
+    /// Who the index says may hold the new name already. Call only on a rename.
+    fn new_candidates(&mut self) -> impl Iterator<Item = Slot> + '_ {
+        let hash = self.new_hash;
+        self.names.get(hash).candidates(hash)
+    }
+
+    /// Moves the user in `slot` from its old name to the new one in the index.
+    fn move_to(&mut self, slot: Slot) {
+        if !self.renamed {
+            return;
+        }
+        if let Some(old_hash) = self.old_hash {
+            self.names.get(old_hash).remove(old_hash, slot);
+        }
+        self.names.get(self.new_hash).insert(self.new_hash, slot);
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     hasher: Hasher,
@@ -332,6 +382,11 @@ fn locks<T: Default>() -> Box<[T]> {
 impl Store {
     /// Creates an empty store whose log epoch starts now.
     pub fn new(options: &StoreOptions) -> Store {
+        let log = ChangeLog::new(options.changelog_capacity, options.delta_window, now_ms());
+        Store::with_log(options, log)
+    }
+
+    fn with_log(options: &StoreOptions, log: ChangeLog<UserKey>) -> Store {
         Store {
             shared: Arc::new(Shared {
                 hasher: Hasher::default(),
@@ -340,7 +395,7 @@ impl Store {
                     .collect(),
                 usernames: locks(),
                 connections: locks(),
-                log: ChangeLog::new(options.changelog_capacity, options.delta_window, now_ms()),
+                log,
                 expiry: ExpiryQueue::default(),
                 clock: Clock::reaching_back(options.connection_ttl),
                 connection_ttl_ms: u64::try_from(options.connection_ttl.as_millis())
@@ -356,6 +411,13 @@ impl Store {
                 max_connections_per_user: options.max_connections_per_user,
             }),
         }
+    }
+
+    /// Creates the empty store of a cluster replica: its log numbers changes
+    /// by stream position, and lags every cursor until [`Store::rebase`].
+    pub fn replica(options: &StoreOptions) -> Store {
+        let log = ChangeLog::replicated(options.changelog_capacity, options.delta_window);
+        Store::with_log(options, log)
     }
 
     /// Logs the change a transition made, if it made one visible to others.
@@ -408,7 +470,6 @@ impl Store {
         let sh = &*self.shared;
         let hash = sh.hash(id.as_str());
         let new = profile.username.as_str();
-        let new_hash = sh.hash(new);
         // Reads the current username, locks the index shards of both names, then
         // writes if the user still has that name; a concurrent rename or delete
         // of this user sends it round again.
@@ -416,18 +477,9 @@ impl Store {
             let old = sh.with_user(id.as_str(), |r| {
                 compact_str::CompactString::from(r.username())
             });
-            let renamed = old.as_deref() != Some(new);
-            let old_hash = old.as_deref().map(|o| sh.hash(o));
-            let mut names = if renamed {
-                Locked::lock(
-                    &sh.usernames,
-                    [Some(new_hash), old_hash].into_iter().flatten(),
-                )
-            } else {
-                Locked { guards: Vec::new() }
-            };
-            if renamed {
-                let candidates = names.get(new_hash).candidates(new_hash);
+            let mut names = Rename::lock(sh, old.as_deref(), new);
+            if names.renamed {
+                let candidates = names.new_candidates();
                 if sh
                     .confirm(candidates, |r| r.username() == new && r.id() != id.as_str())
                     .is_some()
@@ -444,10 +496,7 @@ impl Store {
             let written = match slot.and_then(|slot| Some((slot, shard.get_mut(slot)?))) {
                 Some((slot, record)) => {
                     let touched = record.set_profile(&profile);
-                    if let Some(old_hash) = old_hash.filter(|_| renamed) {
-                        names.get(old_hash).remove(old_hash, slot);
-                        names.get(new_hash).insert(new_hash, slot);
-                    }
+                    names.move_to(slot);
                     self.publish(key(slot, record), record, touched)
                 }
                 None => {
@@ -457,7 +506,7 @@ impl Store {
                         |generation| UserRecord::new(id, &profile, generation),
                         |id| sh.hash(id),
                     );
-                    names.get(new_hash).insert(new_hash, slot);
+                    names.move_to(slot);
                     self.log_change(key(slot, record), record)
                 }
             };

@@ -51,6 +51,17 @@ pub(crate) struct UserKey {
     pub generation: u32,
 }
 
+impl UserKey {
+    /// A key no record ever has, for the log entry of a deletion whose user a
+    /// replica never held; `n` keeps two such entries apart.
+    pub fn ghost(shard: usize, n: u32) -> UserKey {
+        UserKey {
+            slot: Slot::new(shard, u32::MAX >> SHARD_BITS),
+            generation: n,
+        }
+    }
+}
+
 /// The users of one shard.
 #[derive(Debug, Default)]
 pub(crate) struct UserShard {

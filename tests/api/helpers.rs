@@ -348,6 +348,21 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// A batch answer's `errors` as `(index, errorType)` pairs.
+pub fn batch_errors(body: &Value) -> Vec<(u64, &str)> {
+    body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap_or(u64::MAX),
+                e["errorType"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 /// The `users` of a presence body, sorted by `_id`.
 pub fn sorted_users(body: &Value) -> Vec<Value> {
     let mut users = body["users"].as_array().cloned().unwrap_or_default();

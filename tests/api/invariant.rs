@@ -16,10 +16,21 @@ const CONNECTIONS: u8 = 8;
 
 /// One random write, as an index into a small universe so that ops collide.
 #[derive(Debug, Clone, Copy)]
-struct RandomOp {
-    kind: u8,
-    a: u8,
-    b: u8,
+pub struct RandomOp {
+    pub kind: u8,
+    pub a: u8,
+    pub b: u8,
+}
+
+impl RandomOp {
+    /// A random op drawn from `rng`.
+    pub fn draw(rng: &mut fastrand::Rng) -> RandomOp {
+        RandomOp {
+            kind: rng.u8(0..9),
+            a: rng.u8(..),
+            b: rng.u8(..),
+        }
+    }
 }
 
 fn random_op() -> impl Strategy<Value = RandomOp> {
@@ -27,7 +38,7 @@ fn random_op() -> impl Strategy<Value = RandomOp> {
 }
 
 /// The internal-API request an op stands for: (method, path, body).
-fn request(op: RandomOp) -> (Method, String, Option<Value>) {
+pub fn request(op: RandomOp) -> (Method, String, Option<Value>) {
     let user = format!("u{}", op.a % USERS);
     let connection = format!("c{}", op.b % CONNECTIONS);
     // A connection id always belongs to the same user, so ops don't conflict.
@@ -72,7 +83,7 @@ fn request(op: RandomOp) -> (Method, String, Option<Value>) {
 }
 
 /// Applies a request; refusals (a connection of a deleted user, say) are part of the game.
-async fn send(app: &TestApp, op: RandomOp) {
+pub async fn send(app: &TestApp, op: RandomOp) {
     let (method, path, body) = request(op);
     let answer = app.ingest(method, &path, body).await;
     assert!(
@@ -83,9 +94,9 @@ async fn send(app: &TestApp, op: RandomOp) {
     );
 }
 
-type Mirror = BTreeMap<String, Value>;
+pub type Mirror = BTreeMap<String, Value>;
 
-fn mirror_of(body: &Value) -> Mirror {
+pub fn mirror_of(body: &Value) -> Mirror {
     sorted_users(body)
         .into_iter()
         .map(|u| (u["_id"].as_str().unwrap_or_default().to_owned(), u))
@@ -93,7 +104,7 @@ fn mirror_of(body: &Value) -> Mirror {
 }
 
 /// What a client does with a delta: offline (or deleted) users leave its roster.
-fn apply_delta(mirror: &mut Mirror, body: &Value) {
+pub fn apply_delta(mirror: &mut Mirror, body: &Value) {
     for user in body["users"].as_array().into_iter().flatten() {
         let id = user["_id"].as_str().unwrap_or_default().to_owned();
         if user["status"] == "offline" {
@@ -205,15 +216,7 @@ async fn pollers_converge_on_the_full_state_while_writers_run_concurrently() {
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(seed);
                 for _ in 0..150 {
-                    send(
-                        &app,
-                        RandomOp {
-                            kind: rng.u8(0..9),
-                            a: rng.u8(..),
-                            b: rng.u8(..),
-                        },
-                    )
-                    .await;
+                    send(&app, RandomOp::draw(&mut rng)).await;
                 }
             })
         })

@@ -227,17 +227,7 @@ async fn max_users_refuses_a_new_user_with_507_and_frees_a_place_on_deletion() {
         )
         .await;
     assert_eq!(body["applied"], 2, "{body}");
-    let failed: Vec<(u64, &str)> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| {
-            (
-                e["index"].as_u64().unwrap_or(99),
-                e["errorType"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let failed = batch_errors(&body);
     assert_eq!(
         failed,
         [(0, "error-too-many-users"), (3, "error-too-many-users")]

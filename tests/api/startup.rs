@@ -1,22 +1,32 @@
-//! Building the application: settings it cannot honour yet are refused, not ignored.
+//! Building the application: settings it cannot honour together are refused, not ignored.
 
 use crate::helpers::*;
 use presenced::Application;
 
-/// Sets one setting on the settings a test starts from.
-type Setter = fn(&mut presenced::Settings);
+#[tokio::test]
+async fn cluster_mode_with_a_snapshot_file_or_the_demo_stops_start_up_with_the_key_named() {
+    let mut settings = test_settings();
+    settings.cluster.redis_url = Some("redis://127.0.0.1:1".into());
+    settings.persistence.path = Some("/tmp/presenced-never-written.snapshot".into());
+    let error = Application::build(&settings, false).err().expect("refused");
+    assert!(
+        error.to_string().starts_with("cluster.redis_url"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("persistence.path"), "{error}");
+    settings.persistence.path = None;
+    let error = Application::build(&settings, true).err().expect("refused");
+    assert!(error.to_string().contains("--demo"), "{error}");
+}
 
 #[tokio::test]
-async fn settings_for_features_not_built_yet_stop_start_up_with_the_key_named() {
-    let cases: [(&str, Setter); 1] = [("cluster.redis_url", |s| {
-        s.cluster.redis_url = Some("redis://127.0.0.1:6379".into())
-    })];
-    for (key, set) in cases {
-        let mut settings = test_settings();
-        set(&mut settings);
-        let error = Application::build(&settings, false).err().expect("refused");
-        assert!(error.to_string().starts_with(key), "{error}");
-    }
+async fn a_redis_url_the_client_cannot_use_stops_start_up_without_echoing_it() {
+    let mut settings = test_settings();
+    settings.cluster.redis_url = Some("redis://:hunter2@127.0.0.1:notaport".into());
+    let error = Application::build(&settings, false).err().expect("refused");
+    let message = error.to_string();
+    assert!(message.starts_with("cluster.redis_url"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
 }
 
 #[tokio::test]
