@@ -112,19 +112,10 @@ pub async fn set(
         None => state.limits.peek_set_status(&target),
     };
     let text = body.message.as_deref().map(StatusText::new);
-    match &state.cluster {
-        None => state
-            .store
-            .set_status(&target, status, text)
-            .map(drop)
-            .map_err(ApiError::from),
-        Some(cluster) => cluster
-            .set_status(&target, status, text)
-            .await
-            .map(drop)
-            .map_err(ApiError::from),
-    }
-    .map_err(|e| e.with_rate_limit(rate_limit))?;
+    state
+        .set_status(&target, status, text)
+        .await
+        .map_err(|e| e.with_rate_limit(rate_limit))?;
     let mut response = HttpResponse::Ok();
     if let Some(headers) = rate_limit {
         headers.apply(&mut response);

@@ -104,16 +104,17 @@ fn subject(op: &Op) -> Option<&UserId> {
     }
 }
 
-/// True if and only if `op` chooses invisibility where it is not allowed.
-fn invisible_refused(op: &Op, allow_invisible: bool) -> bool {
-    !allow_invisible
-        && matches!(
-            op,
-            Op::SetStatus {
-                status: Status::Offline,
-                ..
-            }
-        )
+/// True if and only if choosing `status` is choosing invisibility where it is not allowed.
+fn invisible_refused(status: Option<Status>, allow_invisible: bool) -> bool {
+    !allow_invisible && status == Some(Status::Offline)
+}
+
+/// [`invisible_refused`] for an op: only `setStatus` chooses a status.
+fn op_refused(op: &Op, allow_invisible: bool) -> bool {
+    match op {
+        Op::SetStatus { status, .. } => invisible_refused(Some(*status), allow_invisible),
+        _ => false,
+    }
 }
 
 /// The store's error for the script's refusal `code`, naming what the store would.
@@ -232,7 +233,7 @@ impl Cluster {
 
     /// Applies one op.
     pub async fn apply(&self, op: &Op) -> Result<Applied, WriteError> {
-        if invisible_refused(op, self.shared.limits.allow_invisible) {
+        if op_refused(op, self.shared.limits.allow_invisible) {
             return Err(WriteError::Refused(StoreError::InvisibleNotAllowed));
         }
         let (name, args) = op_args(op);
@@ -251,7 +252,7 @@ impl Cluster {
         status: Option<Status>,
         text: Option<StatusText>,
     ) -> Result<Written, WriteError> {
-        if status == Some(Status::Offline) && !self.shared.limits.allow_invisible {
+        if invisible_refused(status, self.shared.limits.allow_invisible) {
             return Err(WriteError::Refused(StoreError::InvisibleNotAllowed));
         }
         let (name, args) = status_args(id, status, text.as_ref());
@@ -265,10 +266,7 @@ impl Cluster {
     pub async fn apply_batch(&self, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>, WriteError> {
         let allow_invisible = self.shared.limits.allow_invisible;
         let mut pipe = redis::pipe();
-        for op in ops
-            .iter()
-            .filter(|op| !invisible_refused(op, allow_invisible))
-        {
+        for op in ops.iter().filter(|op| !op_refused(op, allow_invisible)) {
             let (name, args) = op_args(op);
             pipe.add_command(self.invocation(name, &args));
         }
@@ -285,7 +283,7 @@ impl Cluster {
         let mut last = None;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
-            if invisible_refused(op, allow_invisible) {
+            if op_refused(op, allow_invisible) {
                 results.push(Err(StoreError::InvisibleNotAllowed));
                 continue;
             }

@@ -5,6 +5,7 @@ use super::rate_limits::RateLimits;
 use super::ApiError;
 use crate::api::answer_cache::{RecentAnswers, SnapshotCache};
 use crate::cluster::Cluster;
+use crate::domain::{Status, StatusText, UserId};
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{Applied, Op, Store};
@@ -72,6 +73,21 @@ impl AppState {
             None => Ok(self.store.apply(op)?),
             Some(cluster) => Ok(cluster.apply(&op).await?),
         }
+    }
+
+    /// Sets a chosen status and/or status text, as `users.setStatus` does: in the
+    /// store, or in cluster mode through Redis, like [`AppState::apply`].
+    pub async fn set_status(
+        &self,
+        id: &UserId,
+        status: Option<Status>,
+        text: Option<StatusText>,
+    ) -> Result<(), ApiError> {
+        match &self.cluster {
+            None => self.store.set_status(id, status, text).map(drop)?,
+            Some(cluster) => cluster.set_status(id, status, text).await.map(drop)?,
+        }
+        Ok(())
     }
 
     /// Returns whether the internal API is enabled.
