@@ -14,6 +14,7 @@ use presenced::http::head_limits::HeadLimits;
 use presenced::http::observe::Observe;
 use presenced::http::AppState;
 use presenced::metrics::Metrics;
+use presenced::startup::{app, RouteOptions};
 use presenced::store::{Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,12 +101,12 @@ fn requests(c: &mut Criterion) {
         ("full snapshot", String::new()),
         ("ids=100", format!("ids={}", ids.join(","))),
     ];
-    let app = runtime.block_on(test::init_service(
-        App::new()
-            .wrap(observe)
-            .app_data(state.clone())
-            .configure(presenced::startup::routes),
-    ));
+    // The application the server runs, fast path included.
+    let app = runtime.block_on(test::init_service(app(
+        &state,
+        &observe,
+        &RouteOptions::default(),
+    )));
     let mut group = c.benchmark_group("one request in process");
     for (name, query) in &scenarios {
         let uri = format!("/api/v1/users.presence?{query}");

@@ -2,6 +2,7 @@
 //! into the HTTP server, runs the background tasks, and on SIGTERM/SIGINT
 //! drains the server and writes the final snapshot.
 
+use crate::api::fast_path::{self, FastPath};
 use crate::cluster::Cluster;
 use crate::config::{PresenceSettings, Settings};
 use crate::http::cors::{self, CrossOrigin};
@@ -14,7 +15,8 @@ use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
 use crate::ui::{self, Roster};
 use crate::{api, demo, ingest, probes};
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpServer};
 use std::future::Future;
 use std::net::TcpListener;
@@ -57,6 +59,32 @@ impl RouteOptions {
             );
         }
     }
+}
+
+/// One worker's application: every route, measured by `observe`, with
+/// `GET users.presence` answered before the router while cross-origin access is off
+/// (see [`crate::api::fast_path`]). The server and the in-process benches build it here.
+pub fn app(
+    state: &web::Data<AppState>,
+    observe: &Observe,
+    options: &RouteOptions,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let fast = options.cross_origin == CrossOrigin::Off;
+    App::new()
+        // Inside `observe`: the fast path is measured like any route.
+        .wrap(FastPath::new(state.clone(), fast))
+        .wrap(observe.clone().with_front_route(fast_path::PATH))
+        .app_data(state.clone())
+        .configure(|cfg| options.configure(cfg))
+        .default_service(web::to(not_found))
 }
 
 /// Every route with the default options: no cross-origin access, no roster page.
@@ -229,16 +257,10 @@ impl Application {
         state.cluster = cluster.clone();
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(observe.clone())
-                .app_data(state.clone())
-                .configure(|cfg| options.configure(cfg))
-                .default_service(web::to(not_found))
-        })
-        .listen(listener)?
-        .shutdown_signal(stop_signal()?)
-        .shutdown_timeout(settings.server.shutdown_grace.as_secs());
+        let mut server = HttpServer::new(move || app(&state, &observe, &options))
+            .listen(listener)?
+            .shutdown_signal(stop_signal()?)
+            .shutdown_timeout(settings.server.shutdown_grace.as_secs());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

@@ -3,6 +3,7 @@
 
 pub mod answer_cache;
 pub mod auth;
+pub mod fast_path;
 pub mod presence;
 pub mod query;
 pub mod status;
@@ -13,11 +14,14 @@ use actix_web::web;
 /// The scope the public routes are mounted in (see `startup::routes`).
 pub const SCOPE: &str = "/api/v1";
 
+/// The path of `users.presence` inside [`SCOPE`].
+pub const PRESENCE: &str = "/users.presence";
+
 /// Mounts the public routes inside the `/api/v1` scope (see `startup::routes`). A
 /// known path with an unknown method is a 404 too, as upstream answers.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource(SCOPE, "/users.presence")
+        resource(SCOPE, PRESENCE)
             .route(web::get().to(presence::get))
             .route(web::post().to(presence::post)),
     )

@@ -3,7 +3,7 @@
 //! the body from the users' JSON objects (cached answers where the question repeats).
 
 use super::answer_cache::Rendered;
-use super::auth::Authenticated;
+use super::auth::{authenticate, Authenticated};
 use super::query::{Branch, PresenceParams};
 use crate::cluster::SINCE_WAIT;
 use crate::domain::UserId;
@@ -13,6 +13,7 @@ use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
 use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flate2::Compression;
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
+const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 
 /// The users of an answer, whether they are the full state, and where in the log
 /// the answer stands.
@@ -205,17 +207,22 @@ impl<'a> Plan<'a> {
 /// The 200 answer of `rendered`, tagged `etag`. Every header value is built
 /// already, so answering allocates only the response itself.
 fn respond_with(req: &HttpRequest, etag: HeaderValue, rendered: &Rendered) -> HttpResponse {
-    let mut response = HttpResponse::Ok();
-    response
-        .insert_header((header::CONTENT_TYPE, JSON))
-        .insert_header((header::CACHE_CONTROL, NO_CACHE))
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::VARY, ACCEPT_ENCODING));
-    if rendered.body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req) {
-        response.insert_header((header::CONTENT_ENCODING, "gzip"));
-        return response.body(rendered.gzipped());
+    let gzip = rendered.body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(req);
+    let body = if gzip {
+        rendered.gzipped()
+    } else {
+        rendered.body.clone()
+    };
+    let mut response = HttpResponse::with_body(StatusCode::OK, body).map_into_boxed_body();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, JSON);
+    headers.insert(header::CACHE_CONTROL, NO_CACHE);
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::VARY, ACCEPT_ENCODING);
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, GZIP);
     }
-    response.body(rendered.body.clone())
+    response
 }
 
 async fn respond(
@@ -239,10 +246,11 @@ async fn respond(
     let key = plan.key(head);
     if let Some(etag) = Tag::new(key).held_by(req) {
         state.metrics.not_modified.inc();
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::CACHE_CONTROL, NO_CACHE))
-            .insert_header((header::ETAG, etag))
-            .finish());
+        let mut response = HttpResponse::new(StatusCode::NOT_MODIFIED);
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, NO_CACHE);
+        headers.insert(header::ETAG, etag);
+        return Ok(response);
     }
     let recent = match state.recent.get(&plan, key, head) {
         Some(recent) => recent,
@@ -276,14 +284,17 @@ async fn respond(
     ))
 }
 
-/// `GET /api/v1/users.presence?ids=..&from=..&since=..`
-pub async fn get(
-    req: HttpRequest,
-    caller: Authenticated,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+/// `GET /api/v1/users.presence?ids=..&from=..&since=..`, as routed; with
+/// cross-origin access off, [`super::fast_path`] answers it before the router.
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    answer_get(&req, &state).await
+}
+
+/// The answer to a `GET`: the one code both ways of reaching it share.
+pub async fn answer_get(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(req, state)?;
     let params = PresenceParams::from_query(req.query_string());
-    respond(&req, &state, &caller.0.id, params).await
+    respond(req, state, &caller.id, params).await
 }
 
 /// `POST /api/v1/users.presence` with `{"ids": [..], "since": "..", "from": ".."}`,

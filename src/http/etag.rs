@@ -56,15 +56,14 @@ impl Tag {
     /// of the 304: the request's own header when it is exactly this tag, as a
     /// client revalidating sends it, so the answer formats and allocates nothing.
     pub fn held_by(self, req: &HttpRequest) -> Option<HeaderValue> {
-        let held = req
-            .headers()
-            .get_all(IF_NONE_MATCH)
-            .find(|value| self.matches(value.as_bytes()))?;
-        Some(if held.as_bytes() == self.text() {
-            held.clone()
-        } else {
-            self.header_value()
-        })
+        let text = self.text();
+        let mut held = req.headers().get_all(IF_NONE_MATCH);
+        // The common case first, a byte compare: the one tag this answer sent.
+        if let Some(exact) = held.clone().find(|value| value.as_bytes() == text) {
+            return Some(exact.clone());
+        }
+        held.any(|value| self.matches(value.as_bytes()))
+            .then(|| self.header_value())
     }
 }
 

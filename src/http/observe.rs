@@ -5,7 +5,9 @@
 //! Requests are labelled by route pattern, never by raw path, so the number of
 //! series stays bounded. Resources are named after their pattern, which
 //! `match_name` returns without allocating; a resource without a name falls back
-//! to `match_pattern`, which allocates. Each worker keeps the metric handles of
+//! to `match_pattern`, which allocates. A request answered before the router
+//! (see [`Observe::with_front_route`]) is labelled by its path without asking
+//! the router's map, whose search is a string compare per node. Each worker keeps the metric handles of
 //! the routes it has seen in a map of its own, so recording a request takes no
 //! lock and, after a route's first request, allocates nothing.
 
@@ -30,11 +32,25 @@ use std::time::Instant;
 pub struct Observe {
     metrics: Arc<Metrics>,
     limits: HeadLimits,
+    front_route: Option<&'static str>,
 }
 
 impl Observe {
     pub fn new(metrics: Arc<Metrics>, limits: HeadLimits) -> Observe {
-        Observe { metrics, limits }
+        Observe {
+            metrics,
+            limits,
+            front_route: None,
+        }
+    }
+
+    /// Labels requests for exactly `path` as `path`: for a route answered before
+    /// the router, whose resource must be named `path` too (as
+    /// [`crate::http::resource`] names every resource), so that the label is the
+    /// same whichever way the request went.
+    pub fn with_front_route(mut self, path: &'static str) -> Observe {
+        self.front_route = Some(path);
+        self
     }
 }
 
@@ -42,6 +58,7 @@ impl Observe {
 struct Worker {
     metrics: Arc<Metrics>,
     limits: HeadLimits,
+    front_route: Option<&'static str>,
     routes: RefCell<HashMap<Box<str>, RouteMetrics, foldhash::fast::RandomState>>,
 }
 
@@ -62,6 +79,7 @@ where
             worker: Rc::new(Worker {
                 metrics: Arc::clone(&self.metrics),
                 limits: self.limits,
+                front_route: self.front_route,
                 routes: RefCell::default(),
             }),
         }))
@@ -157,7 +175,8 @@ impl Worker {
     fn record<B>(&self, req: &HttpRequest, response: &ServiceResponse<B>, start: Instant) {
         let seconds = start.elapsed().as_secs_f64();
         let status = response.status().as_u16();
-        let route: Cow<'_, str> = match req.match_name() {
+        let front = self.front_route.filter(|front| *front == req.path());
+        let route: Cow<'_, str> = match front.or_else(|| req.match_name()) {
             Some(name) => Cow::Borrowed(name),
             None => req
                 .match_pattern()

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod cors;
 mod expiry;
+mod fast_path;
 mod ingest;
 pub mod invariant;
 mod limits;
