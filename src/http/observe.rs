@@ -59,6 +59,8 @@ struct Worker {
     metrics: Arc<Metrics>,
     limits: HeadLimits,
     front_route: Option<&'static str>,
+    /// The front route's handles, kept apart: it is the route most requests take.
+    front_metrics: RefCell<Option<RouteMetrics>>,
     routes: RefCell<HashMap<Box<str>, RouteMetrics, foldhash::fast::RandomState>>,
 }
 
@@ -80,6 +82,7 @@ where
                 metrics: Arc::clone(&self.metrics),
                 limits: self.limits,
                 front_route: self.front_route,
+                front_metrics: RefCell::default(),
                 routes: RefCell::default(),
             }),
         }))
@@ -182,7 +185,10 @@ impl Worker {
                 .match_pattern()
                 .map_or(Cow::Borrowed(UNMATCHED), Cow::Owned),
         };
-        self.count(&route, status, seconds);
+        match front {
+            Some(front) => self.count_front(front, status, seconds),
+            None => self.count(&route, status, seconds),
+        }
         let method = req.method().as_str();
         let latency_ms = seconds * 1000.0;
         if status < 400 {
@@ -205,6 +211,13 @@ impl Worker {
         self.count(UNMATCHED, status, seconds);
         let reason = self.reject(status, error.as_error::<ApiError>());
         tracing::error!(route = UNMATCHED, status, reason = &*reason, error = %error, "request failed");
+    }
+
+    fn count_front(&self, route: &'static str, status: u16, seconds: f64) {
+        self.front_metrics
+            .borrow_mut()
+            .get_or_insert_with(|| self.metrics.route(route))
+            .record(&self.metrics, status, seconds);
     }
 
     fn count(&self, route: &str, status: u16, seconds: f64) {
