@@ -23,6 +23,7 @@
 //! - [`rate_limit`]: token buckets keyed by user or client address, in bounded memory.
 //! - [`startup`]: [`startup::Application`], binding and running it all.
 //! - [`background`]: tasks that stop when their owner drops them.
+//! - [`clock`]: the wall clock in Unix milliseconds.
 //! - [`demo`]: the `--demo` seed and churn.
 //! - [`ui`]: the browser polling client and the roster page, compiled in.
 //!
@@ -31,6 +32,7 @@
 
 pub mod api;
 pub mod background;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod demo;

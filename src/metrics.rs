@@ -235,7 +235,7 @@ impl Collector for StoreFigures {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let stats = self.store.stats();
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::wall_ms();
         FIGURES
             .iter()
             .map(|figure| {

@@ -5,6 +5,7 @@
 use super::answer_cache::Rendered;
 use super::auth::{authenticate, Authenticated};
 use super::query::{Branch, PresenceParams};
+use crate::clock::wall_ms;
 use crate::cluster::SINCE_WAIT;
 use crate::domain::UserId;
 use crate::http::body::{parse_json, read_limited};
@@ -231,9 +232,7 @@ async fn respond(
     caller: &UserId,
     params: PresenceParams<'_>,
 ) -> Result<HttpResponse, ApiError> {
-    let plan = Plan::new(state, caller, params, || {
-        chrono::Utc::now().timestamp_millis()
-    })?;
+    let plan = Plan::new(state, caller, params, wall_ms)?;
     if let (Some(cluster), Plan::Since { cursor, .. }) = (&state.cluster, &plan) {
         // A cursor from a replica further along: wait a little for this one
         // to catch up; if it does not, the log lags it and the answer is full.

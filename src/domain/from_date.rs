@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use chrono::NaiveDate;
-
 /// The example every error message offers; it is the form Rocket.Chat clients send.
 const EXAMPLE: &str = "2019-05-22T12:11:45.392Z";
 
@@ -274,9 +272,9 @@ fn to_millis(f: &Fields) -> Result<i64, Reason> {
         month: f.month,
         day: f.day,
     };
-    let year = i32::try_from(f.year).map_err(|_| bad_day)?;
-    // chrono knows the month lengths and leap years.
-    let date = NaiveDate::from_ymd_opt(year, f.month, f.day).ok_or(bad_day)?;
+    if !(1..=days_in_month(f.year, f.month)).contains(&f.day) {
+        return Err(bad_day);
+    }
     if f.hour > 23 {
         return Err(Reason::Hour(f.hour));
     }
@@ -295,14 +293,43 @@ fn to_millis(f: &Fields) -> Result<i64, Reason> {
     if minutes > 59 || offset_minutes > MAX_OFFSET_MINUTES {
         return Err(Reason::Offset(f.offset));
     }
-    // Unreachable after the checks above, but an error beats a panic.
-    let local = date
-        .and_hms_milli_opt(f.hour, f.minute, f.second, f.millis)
-        .ok_or(Reason::BadTime)?;
+    let seconds = i64::from(f.hour) * 3600 + i64::from(f.minute) * 60 + i64::from(f.second);
+    let local =
+        (days_from_epoch(f.year, f.month, f.day) * 86_400 + seconds) * 1000 + i64::from(f.millis);
     // Local time is UTC plus the offset, so UTC is local time minus it.
     let offset_ms = i64::from(offset_minutes) * 60_000;
     let offset_ms = if negative { -offset_ms } else { offset_ms };
-    Ok(local.and_utc().timestamp_millis() - offset_ms)
+    Ok(local - offset_ms)
+}
+
+/// Whether `year` of the proleptic Gregorian calendar has a 29 February.
+fn is_leap(year: u32) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+/// The days of `month` (1..=12) in `year`.
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a valid date of the proleptic Gregorian calendar,
+/// by counting 400-year eras from 0000-03-01 (H. Hinnant's `days_from_civil`):
+/// plain arithmetic, where a calendar type would build a date only to take it apart.
+fn days_from_epoch(year: u32, month: u32, day: u32) -> i64 {
+    // Years start in March, so the leap day is the last day of its year.
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (i64::from(month) + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    // 0000-03-01 is 719 468 days before the Unix epoch.
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// A forward-only reader over the bytes of the value. Working on bytes, never
@@ -362,6 +389,36 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_calendar_arithmetic_agrees_with_chrono() {
+        use chrono::{Datelike, NaiveDate};
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let check = |date: NaiveDate| {
+            let (y, m, d) = (date.year() as u32, date.month(), date.day());
+            assert_eq!(
+                days_from_epoch(y, m, d),
+                (date - epoch).num_days(),
+                "{date}"
+            );
+        };
+        // Every day of two and a half 400-year cycles, then each year's edges to 9999.
+        let mut date = NaiveDate::from_ymd_opt(0, 1, 1).unwrap();
+        while date.year() <= 1000 {
+            check(date);
+            date = date.succ_opt().unwrap();
+        }
+        for year in 0..=9999u32 {
+            for month in 1..=12 {
+                let last = days_in_month(year, month);
+                let y = year as i32;
+                assert!(NaiveDate::from_ymd_opt(y, month, last).is_some());
+                assert!(NaiveDate::from_ymd_opt(y, month, last + 1).is_none());
+                check(NaiveDate::from_ymd_opt(y, month, 1).unwrap());
+                check(NaiveDate::from_ymd_opt(y, month, last).unwrap());
+            }
+        }
+    }
 
     /// Expected values were computed outside Rust, with
     /// `date -u -d '<instant in UTC>' +%s%3N` and cross-checked in Python.

@@ -45,7 +45,7 @@ impl RateLimits {
     }
 
     fn headers(&self, decision: &Decision) -> RateLimitHeaders {
-        let wall_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let wall_ms = u64::try_from(crate::clock::wall_ms()).unwrap_or(0);
         RateLimitHeaders::of(decision, wall_ms)
     }
 

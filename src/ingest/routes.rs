@@ -241,7 +241,7 @@ struct StatsAnswer {
 /// `GET /internal/v1/stats`
 pub async fn stats(_: IngestAuth, state: web::Data<AppState>) -> HttpResponse {
     let stats = state.store.stats();
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = crate::clock::wall_ms();
     let covered_ms = stats
         .log
         .oldest_ts

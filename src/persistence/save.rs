@@ -101,7 +101,7 @@ fn write_temp(temp: &Path, store: &Store) -> Result<Saved, Failure> {
     let header = Header {
         format: FORMAT.into(),
         version: VERSION,
-        written_at: chrono::Utc::now().timestamp_millis(),
+        written_at: crate::clock::wall_ms(),
     };
     let (mut users, mut bytes) = (0u64, 0u64);
     let mut flush = |buf: &mut Vec<u8>, file: &mut File| {

@@ -365,7 +365,7 @@ pub struct Store {
 
 /// The wall clock in ms; the log makes it non-decreasing.
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::wall_ms()
 }
 
 fn key(slot: Slot, record: &UserRecord) -> UserKey {
