@@ -7,9 +7,10 @@
 //! `match_name` returns without allocating; a resource without a name falls back
 //! to `match_pattern`, which allocates. A request answered before the router
 //! (see [`Observe::with_front_route`]) is labelled by its path without asking
-//! the router's map, whose search is a string compare per node. Each worker keeps the metric handles of
-//! the routes it has seen in a map of its own, so recording a request takes no
-//! lock and, after a route's first request, allocates nothing.
+//! the router's map, whose search is a string compare per node. Each worker
+//! keeps the metric handles of the routes it has seen in a map of its own, so
+//! recording a request takes no lock and, after a route's first request,
+//! allocates nothing.
 
 use super::head_limits::HeadLimits;
 use super::ApiError;
