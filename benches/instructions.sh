@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind: presenced against the
+# static baseline serving the very same bytes (examples/static_baseline.rs).
+#
+# wrk's ratios move by ±0.1 between runs on a shared machine; an instruction count
+# does not move at all for the same binary and input, so this is the measure to
+# compare two builds by, in user space (the kernel's work is not counted; see
+# BENCHMARKS.md for how the two relate). Each server runs under callgrind with one
+# worker; one client sends the same request N1 times on one keep-alive connection,
+# then N2 times, and the difference of the two counts over N2 - N1 requests is the
+# cost of one, whatever start-up and idle work cost.
+#
+#   bash benches/instructions.sh                 # quiet 304 ids
+#   SCENARIOS=quiet KEEP=/tmp/cg bash benches/instructions.sh   # keep the dumps,
+#       for callgrind_annotate or a per-function diff of two builds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N1=${N1:-1000}
+N2=${N2:-3000}
+SCENARIOS=${SCENARIOS:-quiet 304 ids}
+KEEP=${KEEP:-}
+TOKEN=bench-ingest-token
+
+if ! command -v valgrind >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+fi
+cargo build --release --quiet --bin presenced --example static_baseline
+# shellcheck source=benches/processes.sh
+source benches/processes.sh
+
+# Starts "$@" under callgrind on $1's port; sets $cg_pid and $cg_out.
+start_counted() {
+  local port=$1; shift
+  cg_out="$work/cg.$port"
+  valgrind --tool=callgrind --callgrind-out-file="$cg_out" "$@" >"$work/valgrind.$port.log" 2>&1 &
+  cg_pid=$!
+  pids+=($cg_pid)
+  wait_up "http://127.0.0.1:$port/health"
+}
+
+# Prints the instructions one request costs: $1 pid, $2 dump file prefix, $3 label,
+# then keepalive.py's request arguments.
+per_request() {
+  local pid=$1 out=$2 label=$3; shift 3
+  local counts=() n
+  for n in "$N1" "$N2"; do
+    callgrind_control --zero "$pid" >/dev/null 2>&1
+    python3 benches/keepalive.py "$n" "$@"
+    callgrind_control --dump="$label.$n" "$pid" >/dev/null 2>&1
+    # The newest dump is this one; its totals line is the count since the zero.
+    local dump
+    dump=$(ls -t "$out".* | head -1)
+    counts+=("$(awk '/^(totals|summary):/ {print $2; exit}' "$dump")")
+    [ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$dump" "$KEEP/$label.$n"
+  done
+  echo $(((counts[1] - counts[0]) / (N2 - N1)))
+}
+
+port=$(free_port)
+PRESENCED_INGEST_TOKEN=$TOKEN PRESENCED_SERVER_WORKERS=1 PRESENCED_LOG_LEVEL=warn \
+  start_counted "$port" ./target/release/presenced --bind "127.0.0.1:$port"
+presenced_pid=$cg_pid presenced_out=$cg_out
+base="127.0.0.1:$port"
+python3 benches/seed.py "http://$base" "$TOKEN" 2000 200
+sleep 0.05
+quiet_from=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+ids=$(python3 -c "print(','.join('u%07d' % (i * 10) for i in range(100)))")
+auth=("X-User-Id: caller" "X-Auth-Token: bench-caller-token")
+curl_auth=(-H "${auth[0]}" -H "${auth[1]}")
+etag=$(curl -fs -D - -o /dev/null "${curl_auth[@]}" "http://$base/api/v1/users.presence" | awk 'tolower($1)=="etag:" {print $2}' | tr -d '\r')
+
+declare -A line=(
+  [quiet]="GET /api/v1/users.presence?from=$quiet_from"
+  [304]="GET /api/v1/users.presence"
+  [ids]="GET /api/v1/users.presence?ids=$ids"
+)
+declare -A extra=([304]="If-None-Match: $etag")
+# The static server answers a 304's request with the quiet body, as in load.sh.
+declare -A body=([quiet]=quiet [304]=quiet [ids]=ids)
+mkdir "$work/bodies"
+for name in quiet ids; do
+  curl -fs "${curl_auth[@]}" "http://$base${line[$name]#GET }" -o "$work/bodies/$name"
+done
+
+echo
+echo "presenced $(git rev-parse --short HEAD 2>/dev/null || echo '?'): instructions per request (callgrind, user space), $N2 - $N1 sequential keep-alive requests"
+echo
+echo "| scenario | presenced | static | ratio static / presenced |"
+echo "|---|---|---|---|"
+for name in $SCENARIOS; do
+  headers=("${auth[@]}")
+  [ -n "${extra[$name]:-}" ] && headers+=("${extra[$name]}")
+  ours=$(per_request "$presenced_pid" "$presenced_out" "presenced.$name" "$base" "${line[$name]}" "${headers[@]}")
+  sport=$(free_port)
+  start_counted "$sport" ./target/release/examples/static_baseline "127.0.0.1:$sport" 1 "$work/bodies/${body[$name]}"
+  theirs=$(per_request "$cg_pid" "$cg_out" "static.$name" "127.0.0.1:$sport" "${line[$name]}" "${headers[@]}")
+  kill "$cg_pid"
+  echo "| $name | $ours | $theirs | **$(python3 -c "print('%.2f' % ($theirs / $ours))")** |"
+done
