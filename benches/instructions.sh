@@ -10,7 +10,11 @@
 # then N2 times, and the difference of the two counts over N2 - N1 requests is the
 # cost of one, whatever start-up and idle work cost.
 #
-#   bash benches/instructions.sh                 # quiet 304 ids
+# Scenarios: quiet (a `from` poll with nothing new), 304 (revalidating the full
+# snapshot), ids (100 ids), and quiet1000: the quiet poll of a thousand clients,
+# each with a `from` of its own, so their answers are not shared as wrk's are.
+#
+#   bash benches/instructions.sh                 # quiet quiet1000 304 ids
 #   SCENARIOS=quiet KEEP=/tmp/cg bash benches/instructions.sh   # keep the dumps,
 #       for callgrind_annotate or a per-function diff of two builds
 set -euo pipefail
@@ -18,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 N1=${N1:-1000}
 N2=${N2:-3000}
-SCENARIOS=${SCENARIOS:-quiet 304 ids}
+SCENARIOS=${SCENARIOS:-quiet quiet1000 304 ids}
 KEEP=${KEEP:-}
 TOKEN=bench-ingest-token
 
@@ -63,8 +67,10 @@ PRESENCED_INGEST_TOKEN=$TOKEN PRESENCED_SERVER_WORKERS=1 PRESENCED_LOG_LEVEL=war
 presenced_pid=$cg_pid presenced_out=$cg_out
 base="127.0.0.1:$port"
 python3 benches/seed.py "http://$base" "$TOKEN" 2000 200
-sleep 0.05
-quiet_from=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+# A second of its own after the seeding: any millisecond of it asks for nothing new.
+sleep "$(python3 -c 'import time; print(1.05 - time.time() % 1)')"
+quiet_second=$(date -u +%Y-%m-%dT%H:%M:%S)
+quiet_from=$quiet_second.000Z
 ids=$(python3 -c "print(','.join('u%07d' % (i * 10) for i in range(100)))")
 auth=("X-User-Id: caller" "X-Auth-Token: bench-caller-token")
 curl_auth=(-H "${auth[0]}" -H "${auth[1]}")
@@ -72,12 +78,13 @@ etag=$(curl -fs -D - -o /dev/null "${curl_auth[@]}" "http://$base/api/v1/users.p
 
 declare -A line=(
   [quiet]="GET /api/v1/users.presence?from=$quiet_from"
+  [quiet1000]="GET /api/v1/users.presence?from=$quiet_second.{i}Z"
   [304]="GET /api/v1/users.presence"
   [ids]="GET /api/v1/users.presence?ids=$ids"
 )
 declare -A extra=([304]="If-None-Match: $etag")
 # The static server answers a 304's request with the quiet body, as in load.sh.
-declare -A body=([quiet]=quiet [304]=quiet [ids]=ids)
+declare -A body=([quiet]=quiet [quiet1000]=quiet [304]=quiet [ids]=ids)
 mkdir "$work/bodies"
 for name in quiet ids; do
   curl -fs "${curl_auth[@]}" "http://$base${line[$name]#GET }" -o "$work/bodies/$name"

@@ -3,6 +3,9 @@ and reads each answer in full (used by benches/instructions.sh).
 
 python3 benches/keepalive.py N HOST:PORT 'GET /path?query' [Header: value ...]
 
+A `{i}` in the request line is replaced by the request's number modulo 1000,
+zero-padded to three digits: each of a thousand clients asking its own question.
+
 Exits non-zero if any answer is not a 200 or 304, or the connection closes.
 """
 import socket
@@ -10,11 +13,13 @@ import sys
 
 n, addr, line, headers = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
 host, port = addr.rsplit(":", 1)
-request = ("%s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (line, addr, "".join(h + "\r\n" for h in headers))).encode()
+head = "".join(h + "\r\n" for h in headers)
+requests = [("%s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (line.replace("{i}", "%03d" % i), addr, head)).encode()
+            for i in range(1000 if "{i}" in line else 1)]
 sock = socket.create_connection((host, int(port)))
 buf = b""
-for _ in range(n):
-    sock.sendall(request)
+for i in range(n):
+    sock.sendall(requests[i % len(requests)])
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
