@@ -57,9 +57,7 @@ impl Observe {
 
 /// What one worker's middleware shares with its requests' futures.
 struct Worker {
-    metrics: Arc<Metrics>,
-    limits: HeadLimits,
-    front_route: Option<&'static str>,
+    observe: Observe,
     /// The front route's handles, kept apart: it is the route most requests take.
     front_metrics: RefCell<Option<RouteMetrics>>,
     routes: RefCell<HashMap<Box<str>, RouteMetrics, foldhash::fast::RandomState>>,
@@ -80,9 +78,7 @@ where
         ready(Ok(ObserveMiddleware {
             service,
             worker: Rc::new(Worker {
-                metrics: Arc::clone(&self.metrics),
-                limits: self.limits,
-                front_route: self.front_route,
+                observe: self.clone(),
                 front_metrics: RefCell::default(),
                 routes: RefCell::default(),
             }),
@@ -110,7 +106,7 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let start = Instant::now();
         let worker = Rc::clone(&self.worker);
-        match worker.limits.check(req.head()) {
+        match worker.observe.limits.check(req.head()) {
             Ok(()) => Observed {
                 inner: Some(self.service.call(req)),
                 refused: None,
@@ -179,7 +175,10 @@ impl Worker {
     fn record<B>(&self, req: &HttpRequest, response: &ServiceResponse<B>, start: Instant) {
         let seconds = start.elapsed().as_secs_f64();
         let status = response.status().as_u16();
-        let front = self.front_route.filter(|front| *front == req.path());
+        let front = self
+            .observe
+            .front_route
+            .filter(|front| *front == req.path());
         let route: Cow<'_, str> = match front.or_else(|| req.match_name()) {
             Some(name) => Cow::Borrowed(name),
             None => req
@@ -217,17 +216,17 @@ impl Worker {
     fn count_front(&self, route: &'static str, status: u16, seconds: f64) {
         self.front_metrics
             .borrow_mut()
-            .get_or_insert_with(|| self.metrics.route(route))
-            .record(&self.metrics, status, seconds);
+            .get_or_insert_with(|| self.observe.metrics.route(route))
+            .record(&self.observe.metrics, status, seconds);
     }
 
     fn count(&self, route: &str, status: u16, seconds: f64) {
         let mut routes = self.routes.borrow_mut();
         match routes.get_mut(route) {
-            Some(handles) => handles.record(&self.metrics, status, seconds),
+            Some(handles) => handles.record(&self.observe.metrics, status, seconds),
             None => {
-                let mut handles = self.metrics.route(route);
-                handles.record(&self.metrics, status, seconds);
+                let mut handles = self.observe.metrics.route(route);
+                handles.record(&self.observe.metrics, status, seconds);
                 routes.insert(route.into(), handles);
             }
         }
@@ -240,7 +239,7 @@ impl Worker {
             || Cow::Owned(format!("http-{status}")),
             |e| Cow::Borrowed(e.reason()),
         );
-        self.metrics.rejected(&reason);
+        self.observe.metrics.rejected(&reason);
         reason
     }
 }
