@@ -52,9 +52,9 @@ per_request() {
     callgrind_control --zero "$pid" >/dev/null 2>&1
     python3 benches/keepalive.py "$n" "$@"
     callgrind_control --dump="$label.$n" "$pid" >/dev/null 2>&1
-    # The newest dump is this one; its totals line is the count since the zero.
+    # The dump this request made names its trigger; its summary is the count since the zero.
     local dump
-    dump=$(ls -t "$out".* | head -1)
+    dump=$(grep -l -x "desc: Trigger: dump $label.$n" "$out".*)
     counts+=("$(awk '/^(totals|summary):/ {print $2; exit}' "$dump")")
     [ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$dump" "$KEEP/$label.$n"
   done
