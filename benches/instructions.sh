@@ -11,10 +11,12 @@
 # cost of one, whatever start-up and idle work cost.
 #
 # Scenarios: quiet (a `from` poll with nothing new), 304 (revalidating the full
-# snapshot), ids (100 ids), and quiet1000: the quiet poll of a thousand clients,
-# each with a `from` of its own, so their answers are not shared as wrk's are.
+# snapshot), ids (100 ids), and quiet1000 and ids1000: the same polls from a
+# thousand clients each asking its own question (its own `from`; its own list, the
+# same 100 users plus an id of its own that matches nobody), so that their answers
+# are not shared as identical requests' are, and each is rendered afresh.
 #
-#   bash benches/instructions.sh                 # quiet quiet1000 304 ids
+#   bash benches/instructions.sh                 # quiet quiet1000 304 ids ids1000
 #   SCENARIOS=quiet KEEP=/tmp/cg bash benches/instructions.sh   # keep the dumps,
 #       for callgrind_annotate or a per-function diff of two builds
 set -euo pipefail
@@ -22,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 N1=${N1:-1000}
 N2=${N2:-3000}
-SCENARIOS=${SCENARIOS:-quiet quiet1000 304 ids}
+SCENARIOS=${SCENARIOS:-quiet quiet1000 304 ids ids1000}
 KEEP=${KEEP:-}
 TOKEN=bench-ingest-token
 
@@ -81,10 +83,11 @@ declare -A line=(
   [quiet1000]="GET /api/v1/users.presence?from=$quiet_second.{i}Z"
   [304]="GET /api/v1/users.presence"
   [ids]="GET /api/v1/users.presence?ids=$ids"
+  [ids1000]="GET /api/v1/users.presence?ids=nobody{i},$ids"
 )
 declare -A extra=([304]="If-None-Match: $etag")
 # The static server answers a 304's request with the quiet body, as in load.sh.
-declare -A body=([quiet]=quiet [quiet1000]=quiet [304]=quiet [ids]=ids)
+declare -A body=([quiet]=quiet [quiet1000]=quiet [304]=quiet [ids]=ids [ids1000]=ids)
 mkdir "$work/bodies"
 for name in quiet ids; do
   curl -fs "${curl_auth[@]}" "http://$base${line[$name]#GET }" -o "$work/bodies/$name"

@@ -27,10 +27,38 @@ pub(crate) struct Visible<'a> {
     pub status_text: &'a str,
 }
 
+/// Returns true if `s` holds a byte JSON must escape: a control character, `"`
+/// or `\`. Every string of every user rendered is checked, so eight bytes are
+/// tested at a time.
+fn needs_escape(s: &str) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // True if and only if a byte of `x` is below `n` (exact for n <= 128): the
+    // subtraction borrows into a byte's high bit only from a byte below `n`,
+    // and bytes with their own high bit set are masked out by `!x`.
+    let any_below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
+    let any_equal = |x: u64, b: u8| any_below(x ^ (ONES * u64::from(b)), 1);
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        // Always eight bytes; if not, escaping is the answer that stays correct.
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            return true;
+        };
+        let x = u64::from_le_bytes(bytes);
+        if any_below(x, 0x20) || any_equal(x, b'"') || any_equal(x, b'\\') {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// Appends `s` as a JSON string. Names and texts almost never need escaping,
 /// so they are checked in one pass and copied; serde_json escapes the rest.
 fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if needs_escape(s) {
         // Serializing a str cannot fail.
         out.push_str(&serde_json::to_string(s).unwrap_or_default());
     } else {
@@ -65,11 +93,13 @@ fn to_json(id: &str, v: &Visible<'_>) -> String {
         // Whole hours as integers (`-2`, not `-2.0`), as Rocket.Chat writes them.
         // Validated finite and within -14..=14: the cast is exact and Display
         // writes a plain JSON number.
-        let _ = if offset.fract() == 0.0 {
-            write!(out, "{}", offset as i64)
+        // itoa for the whole hours most offsets are: `write!` goes through the
+        // formatting machinery, the costliest part of a render after the strings.
+        if offset.fract() == 0.0 {
+            out.push_str(itoa::Buffer::new().format(offset as i64));
         } else {
-            write!(out, "{offset}")
-        };
+            let _ = write!(out, "{offset}");
+        }
     }
     if let Some(etag) = v.avatar_etag {
         out.push_str(r#","avatarETag":"#);
@@ -179,6 +209,27 @@ mod tests {
         assert_eq!(parsed["utcOffset"], 5.5);
         assert_eq!(parsed["name"], "Ann \"Q\"");
         assert_eq!(parsed["statusText"], "in a\nmeeting");
+    }
+
+    #[test]
+    fn the_escape_check_finds_every_byte_json_escapes_wherever_it_is() {
+        let plain = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        // Every ASCII byte at every position of strings around two words long.
+        for len in 1..=19 {
+            for at in 0..len {
+                for b in 0u8..=0x7f {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let s = String::from_utf8(bytes).unwrap();
+                    assert_eq!(needs_escape(&s), plain(b), "{s:?}");
+                }
+            }
+        }
+        // Multi-byte characters set high bits, which must not read as escapes.
+        for s in ["é 日本 🚀 ok", "\u{80}\u{ff}\u{100}ééééé", "ÿÿÿÿÿÿÿÿÿÿÿ"] {
+            assert!(!needs_escape(s), "{s:?}");
+            assert!(needs_escape(&format!("{s}\"")), "{s:?}");
+        }
     }
 
     #[test]
