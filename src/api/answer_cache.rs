@@ -152,17 +152,19 @@ impl RecentAnswers {
         held
     }
 
-    /// Keeps `rendered` as the answer of `plan` at its cursor, unless it is
-    /// too large to keep: the table must stay small whatever is asked of it.
-    pub fn put(&self, plan: &Plan<'_>, rendered: Rendered) -> Arc<Recent> {
+    /// Keeps `rendered` as the answer of `plan` at its cursor (`key` is
+    /// `plan.key(rendered.cursor)`), unless it is too large to keep: the table
+    /// must stay small whatever is asked of it.
+    pub fn put(&self, plan: &Plan<'_>, key: u64, rendered: Rendered) -> Arc<Recent> {
         let recent = Arc::new(Recent {
             plan: plan.to_owned_plan(),
             rendered,
         });
         if recent.rendered.body.len() <= MAX_KEPT_BYTES {
-            // Filed under the cursor it was rendered at, which the next poll asks for.
-            let key = plan.key(recent.rendered.cursor);
-            *self.slot(key).lock() = Some(Arc::clone(&recent));
+            // Filed under the cursor it was rendered at, which the next poll asks
+            // for. The answer it evicts is freed after the lock is let go.
+            let evicted = self.slot(key).lock().replace(Arc::clone(&recent));
+            drop(evicted);
         }
         recent
     }

@@ -4,6 +4,7 @@
 pub mod answer_cache;
 pub mod auth;
 pub mod fast_path;
+pub mod id_list;
 pub mod presence;
 pub mod query;
 pub mod status;

@@ -4,6 +4,7 @@
 
 use super::answer_cache::Rendered;
 use super::auth::{authenticate, Authenticated};
+use super::id_list::IdList;
 use super::query::{Branch, PresenceParams};
 use crate::clock::wall_ms;
 use crate::cluster::SINCE_WAIT;
@@ -17,7 +18,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flate2::Compression;
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hash::BuildHasher as _;
@@ -92,10 +92,10 @@ pub enum Plan<'a> {
     /// Changes after a cursor, of some users or all.
     Since {
         cursor: Cursor,
-        ids: Option<Vec<Cow<'a, str>>>,
+        ids: Option<IdList<'a>>,
     },
     /// The listed users that are not offline.
-    Ids(Vec<Cow<'a, str>>),
+    Ids(IdList<'a>),
     /// Changes at or after a time, within the window, without the caller.
     From { from_ms: i64, caller: UserId },
 }
@@ -113,8 +113,11 @@ impl<'a> Plan<'a> {
             return Ok(Plan::Disabled);
         }
         Ok(match params.branch(state.max_ids)? {
-            Branch::Since { cursor, ids } => Plan::Since { cursor, ids },
-            Branch::Ids(ids) => Plan::Ids(ids),
+            Branch::Since { cursor, ids } => Plan::Since {
+                cursor,
+                ids: ids.map(IdList::from),
+            },
+            Branch::Ids(ids) => Plan::Ids(IdList::from(ids)),
             Branch::From(from_ms) => {
                 let window_ms = i64::try_from(state.delta_window.as_millis()).unwrap_or(i64::MAX);
                 if now_ms().saturating_sub(from_ms) < window_ms {
@@ -144,17 +147,14 @@ impl<'a> Plan<'a> {
 
     /// The same plan, owning its strings, to be kept beyond the request.
     pub fn to_owned_plan(&self) -> Plan<'static> {
-        let owned = |ids: &[Cow<'_, str>]| -> Vec<Cow<'static, str>> {
-            ids.iter().map(|id| Cow::Owned(id.to_string())).collect()
-        };
         match self {
             Plan::Disabled => Plan::Disabled,
             Plan::Full => Plan::Full,
             Plan::Since { cursor, ids } => Plan::Since {
                 cursor: *cursor,
-                ids: ids.as_deref().map(owned),
+                ids: ids.as_ref().map(IdList::packed),
             },
-            Plan::Ids(ids) => Plan::Ids(owned(ids)),
+            Plan::Ids(ids) => Plan::Ids(ids.packed()),
             Plan::From { from_ms, caller } => Plan::From {
                 from_ms: *from_ms,
                 caller: caller.clone(),
@@ -181,20 +181,17 @@ impl<'a> Plan<'a> {
                 cursor,
                 ids: Some(ids),
             } => {
-                let wanted: HashSet<&str, foldhash::fast::RandomState> =
-                    ids.iter().map(AsRef::as_ref).collect();
+                let wanted: HashSet<&str, foldhash::fast::RandomState> = ids.iter().collect();
                 Some(
                     match store.changed_since(*cursor, |user| wanted.contains(user)) {
                         Ok(delta) => Answer::delta(delta),
                         // The full state of just the users asked about.
-                        Err(Lagged) => {
-                            Answer::full(store.online_among(ids.iter().map(AsRef::as_ref)))
-                        }
+                        Err(Lagged) => Answer::full(store.online_among(ids.iter())),
                     },
                 )
             }
             Plan::Ids(ids) => {
-                let snapshot = store.online_among(ids.iter().map(AsRef::as_ref));
+                let snapshot = store.online_among(ids.iter());
                 Some(Answer::partial(snapshot.users, snapshot.cursor))
             }
             Plan::From { from_ms, caller } => store
@@ -256,12 +253,15 @@ async fn respond(
         None => match plan.answer(&state.store) {
             // Rendered once per change burst and reused: gzip's fast level.
             Some(answer) => {
-                // Tagged at the position it was rendered at: the log may have moved
-                // since `head` was read.
-                let tag = plan.etag(answer.cursor);
-                state
-                    .recent
-                    .put(&plan, Rendered::new(&answer, tag, Compression::fast()))
+                // Tagged and filed at the position it was rendered at: the log may
+                // have moved since `head` was read.
+                let key = if answer.cursor == head {
+                    key
+                } else {
+                    plan.key(answer.cursor)
+                };
+                let rendered = Rendered::new(&answer, Tag::new(key), Compression::fast());
+                state.recent.put(&plan, key, rendered)
             }
             None => {
                 let rendered = state.snapshots.get(&state.store).await;

@@ -268,6 +268,38 @@ async fn polls_asking_the_same_question_share_one_rendering_and_no_other_poll_ge
     );
 }
 
+#[tokio::test]
+async fn a_kept_id_list_answers_only_the_same_list_asked_again() {
+    let (app, caller) = populated().await;
+    for id in ["ab", "c", "bc"] {
+        app.user(id).await;
+        app.connect(id, "online").await;
+    }
+    let cursor = app.presence(&caller, "").await.cursor();
+    let reuses = |app| async move { metric(app, "presenced_answer_reuses_total").await };
+    // Each question below is asked twice: first answered and kept, then reused.
+    for (query, want) in [
+        ("ids=a,bc".to_owned(), vec!["a", "bc"]),
+        ("ids=ab,c".to_owned(), vec!["ab", "c"]),
+        // The same ids in another order: another question (ids() sorts).
+        ("ids=bc,a".to_owned(), vec!["a", "bc"]),
+        (format!("since={cursor}&ids=ab,c"), vec![]),
+    ] {
+        let before = reuses(&app).await;
+        let first = app.presence(&caller, &query).await;
+        assert_eq!(first.ids(), want, "{query}");
+        assert_eq!(reuses(&app).await, before, "{query} was new");
+        let again = app.presence(&caller, &query).await;
+        assert_eq!(again.body, first.body, "{query}");
+        assert_eq!(reuses(&app).await, before + 1, "{query} was kept");
+    }
+    // The same list spelled otherwise (repeated, spaced, as ids[]) is the same question.
+    let before = reuses(&app).await;
+    let spelled = app.presence(&caller, "ids[]=a&ids[]=%20bc&ids=a").await;
+    assert_eq!(spelled.ids(), ["a", "bc"]);
+    assert_eq!(reuses(&app).await, before + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_with_cursors_of_another_epoch_share_one_full_rendering() {
     let (app, caller) = populated().await;
