@@ -330,16 +330,11 @@ mod tests {
         const IDS: &[&str] = &[
             "a", "b", " a", "a ", "", " ", "c", "é", "\u{a0}b", "bb", "A",
         ];
-        let mut state = 0x1d5_u64;
+        let mut rng = fastrand::Rng::with_seed(0x1d5);
         for _ in 0..2_000 {
-            let mut raw = Vec::new();
-            for _ in 0..(state % 9) {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                raw.push(IDS[(state >> 33) as usize % IDS.len()]);
-            }
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let raw: Vec<&str> = (0..rng.usize(..9))
+                .map(|_| IDS[rng.usize(..IDS.len())])
+                .collect();
             let mut seen = std::collections::HashSet::new();
             let want: Vec<&str> = raw
                 .iter()
@@ -437,18 +432,11 @@ mod tests {
             "[",
             "]",
         ];
-        let mut state = 0x5eed_u64;
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
         for _ in 0..20_000 {
-            let mut query = String::new();
-            for _ in 0..(state % 12) {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                query.push_str(PIECES[(state >> 33) as usize % PIECES.len()]);
-            }
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            let query: String = (0..rng.usize(..12))
+                .map(|_| PIECES[rng.usize(..PIECES.len())])
+                .collect();
             if let Err(e) = PresenceParams::from_query(&query).branch(3) {
                 let field = e.message().split(':').next().unwrap_or_default();
                 assert!(
