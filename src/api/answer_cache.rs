@@ -91,7 +91,7 @@ impl SnapshotCache {
             return rendered;
         }
         // Built once and served many times: worth gzip's default level.
-        let answer = Answer::full(store.online());
+        let answer = Answer::online(store);
         let rendered = Arc::new(Rendered::new(
             &answer,
             Plan::Full.etag(answer.cursor),

@@ -32,23 +32,33 @@ const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 /// the answer stands.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub users: Vec<Arc<UserView>>,
-    pub full: bool,
+    users: Users,
+    full: bool,
     pub cursor: Cursor,
+}
+
+/// An answer's users: views taken from the store (a delta holds the tombstones
+/// of deleted users), or their objects written by the store, comma-separated,
+/// with no string or `Arc` per user.
+#[derive(Debug, Clone)]
+enum Users {
+    Views(Vec<Arc<UserView>>),
+    Written(String),
 }
 
 impl Answer {
     pub fn full(snapshot: Snapshot) -> Answer {
         Answer {
-            users: snapshot.users,
+            users: Users::Views(snapshot.users),
             full: true,
             cursor: snapshot.cursor,
         }
     }
 
-    fn partial(users: Vec<Arc<UserView>>, cursor: Cursor) -> Answer {
+    /// A partial answer of these users, at `cursor`.
+    pub fn partial(users: Vec<Arc<UserView>>, cursor: Cursor) -> Answer {
         Answer {
-            users,
+            users: Users::Views(users),
             full: false,
             cursor,
         }
@@ -59,16 +69,51 @@ impl Answer {
         Answer::partial(delta.users, delta.cursor)
     }
 
+    /// The full answer: everyone not offline, written by the store.
+    pub fn online(store: &Store) -> Answer {
+        let mut users = String::new();
+        let cursor = store.write_online(&mut users);
+        Answer {
+            users: Users::Written(users),
+            full: true,
+            cursor,
+        }
+    }
+
+    /// The users among `ids` not offline, written by the store; `full` says
+    /// whether this is the full state of those users.
+    pub fn online_among<'a>(
+        store: &Store,
+        ids: impl IntoIterator<Item = &'a str>,
+        full: bool,
+    ) -> Answer {
+        let mut users = String::new();
+        let cursor = store.write_online_among(ids, &mut users);
+        Answer {
+            users: Users::Written(users),
+            full,
+            cursor,
+        }
+    }
+
     /// Renders `{"users":[...],"full":..,"cursor":"..","success":true}`.
     pub fn render(&self) -> String {
-        let users_len: usize = self.users.iter().map(|u| u.json().len() + 1).sum();
+        let users_len = match &self.users {
+            Users::Views(views) => views.iter().map(|u| u.json().len() + 1).sum(),
+            Users::Written(users) => users.len(),
+        };
         let mut body = String::with_capacity(users_len + 96);
         body.push_str(r#"{"users":["#);
-        for (i, user) in self.users.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
+        match &self.users {
+            Users::Views(views) => {
+                for (i, user) in views.iter().enumerate() {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(user.json());
+                }
             }
-            body.push_str(user.json());
+            Users::Written(users) => body.push_str(users),
         }
         // Writing to a String cannot fail.
         let _ = write!(
@@ -167,11 +212,10 @@ impl<'a> Plan<'a> {
     /// restart every client's cursor is from another epoch at once).
     fn answer(&self, store: &Store) -> Option<Answer> {
         match self {
-            Plan::Disabled => Some(Answer {
+            Plan::Disabled => Some(Answer::full(Snapshot {
                 users: Vec::new(),
-                full: true,
                 cursor: store.cursor(),
-            }),
+            })),
             Plan::Full => None,
             Plan::Since { cursor, ids: None } => store
                 .changed_since(*cursor, |_| true)
@@ -186,14 +230,11 @@ impl<'a> Plan<'a> {
                     match store.changed_since(*cursor, |user| wanted.contains(user)) {
                         Ok(delta) => Answer::delta(delta),
                         // The full state of just the users asked about.
-                        Err(Lagged) => Answer::full(store.online_among(ids.iter())),
+                        Err(Lagged) => Answer::online_among(store, ids.iter(), true),
                     },
                 )
             }
-            Plan::Ids(ids) => {
-                let snapshot = store.online_among(ids.iter());
-                Some(Answer::partial(snapshot.users, snapshot.cursor))
-            }
+            Plan::Ids(ids) => Some(Answer::online_among(store, ids.iter(), false)),
             Plan::From { from_ms, caller } => store
                 .changed_from(*from_ms, |user| user != caller.as_str())
                 .ok()

@@ -794,24 +794,54 @@ impl Store {
     pub fn online(&self) -> Snapshot {
         // The cursor first: every change up to it is already in the map.
         let cursor = self.shared.log.cursor();
-        let users = self.render_all(|r| r.visible_status() != Status::Offline);
+        let users = self.render_all(is_online);
         Snapshot { cursor, users }
     }
 
     /// Returns the users among `ids` whose visible status is not offline.
     pub fn online_among<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Snapshot {
         let cursor = self.shared.log.cursor();
-        let users = ids
-            .into_iter()
-            .filter_map(|id| {
-                self.shared
-                    .with_user(id, |r| {
-                        (r.visible_status() != Status::Offline).then(|| Arc::new(r.render()))
-                    })
-                    .flatten()
-            })
-            .collect();
+        let mut users = Vec::new();
+        self.each_online_among(ids, |r| users.push(Arc::new(r.render())));
         Snapshot { cursor, users }
+    }
+
+    /// The users of [`Store::online`], appended to `out` as JSON objects separated
+    /// by commas, with the cursor they are consistent with: an answer's body is
+    /// written in place, without a string and an `Arc` per user.
+    pub fn write_online(&self, out: &mut String) -> Cursor {
+        let cursor = self.shared.log.cursor();
+        let mut list = JsonList::new(out);
+        self.each_record(is_online, |r| list.push(r));
+        cursor
+    }
+
+    /// The users of [`Store::online_among`], appended to `out` as
+    /// [`Store::write_online`] appends them.
+    pub fn write_online_among<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        out: &mut String,
+    ) -> Cursor {
+        let cursor = self.shared.log.cursor();
+        let mut list = JsonList::new(out);
+        self.each_online_among(ids, |r| list.push(r));
+        cursor
+    }
+
+    /// Calls `f` with each user among `ids` that is not offline, in that order.
+    fn each_online_among<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        mut f: impl FnMut(&UserRecord),
+    ) {
+        for id in ids {
+            self.shared.with_user(id, |r| {
+                if is_online(r) {
+                    f(r);
+                }
+            });
+        }
     }
 
     /// Every user changed after `cursor` whose id `keep` accepts (see
@@ -872,19 +902,19 @@ impl Store {
         self.render_all(|r| r.changed_seq > cursor.seq())
     }
 
-    /// Renders every user `pick` accepts, one shard's read lock at a time.
+    /// Renders every user `pick` accepts.
     fn render_all(&self, pick: impl Fn(&UserRecord) -> bool) -> Vec<Arc<UserView>> {
         let mut users = Vec::new();
+        self.each_record(pick, |r| users.push(Arc::new(r.render())));
+        users
+    }
+
+    /// Calls `f` with every user `pick` accepts, one shard's read lock at a time.
+    fn each_record(&self, pick: impl Fn(&UserRecord) -> bool, mut f: impl FnMut(&UserRecord)) {
         for shard in self.shared.users.iter() {
             let shard = shard.read();
-            users.extend(
-                shard
-                    .iter()
-                    .filter(|r| pick(r))
-                    .map(|r| Arc::new(r.render())),
-            );
+            shard.iter().filter(|r| pick(r)).for_each(&mut f);
         }
-        users
     }
 
     /// Returns the cursor of the newest change.
@@ -944,5 +974,30 @@ impl Store {
             expired: self.shared.expired.load(Ordering::Relaxed),
             log: self.shared.log.stats(),
         }
+    }
+}
+
+/// True if and only if others see the user as not offline.
+fn is_online(record: &UserRecord) -> bool {
+    record.visible_status() != Status::Offline
+}
+
+/// Users' JSON objects appended to a string, separated by commas.
+struct JsonList<'o> {
+    out: &'o mut String,
+    empty: bool,
+}
+
+impl<'o> JsonList<'o> {
+    fn new(out: &'o mut String) -> JsonList<'o> {
+        JsonList { out, empty: true }
+    }
+
+    fn push(&mut self, record: &UserRecord) {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        record.render_into(self.out);
     }
 }

@@ -157,6 +157,24 @@ proptest! {
     }
 
     #[test]
+    fn users_written_in_place_are_the_views_joined(steps in proptest::collection::vec(step(), 0..40)) {
+        let store = store(1_000);
+        steps.iter().for_each(|s| run(&store, s));
+        let joined = |views: &[Arc<UserView>]| views.iter().map(|v| v.json()).collect::<Vec<_>>().join(",");
+        let mut written = String::new();
+        let cursor = store.write_online(&mut written);
+        let online = store.online();
+        prop_assert_eq!(&written, &joined(&online.users));
+        prop_assert_eq!(cursor, online.cursor);
+        let ids = ["u3", "nobody", "u0", "u4", "u1", "u2"];
+        let mut written = String::new();
+        let cursor = store.write_online_among(ids, &mut written);
+        let among = store.online_among(ids);
+        prop_assert_eq!(&written, &joined(&among.users));
+        prop_assert_eq!(cursor, among.cursor);
+    }
+
+    #[test]
     fn a_log_too_short_for_the_delta_says_so_instead_of_answering(steps in proptest::collection::vec(step(), 1..60)) {
         let store = store(4);
         let before = store.online();

@@ -10,7 +10,7 @@
 //! the bytes this saves per user.
 
 use super::image::{ConnectionImage, UserImage};
-use super::view::{UserView, Visible};
+use super::view::{write_json, UserView, Visible};
 use crate::domain::status::{connection_status, visible_status};
 use crate::domain::{ConnStatus, InstanceId, Profile, Status, StatusText, TokenHash, UserId};
 use compact_str::CompactString;
@@ -158,18 +158,25 @@ impl UserRecord {
         self.connections.iter().find(|c| c.id == id)
     }
 
+    /// What others see of this user.
+    fn visible(&self) -> Visible<'_> {
+        Visible {
+            username: self.username(),
+            name: self.name(),
+            status: self.visible_status(),
+            utc_offset: offset(self.utc_offset),
+            avatar_etag: self.avatar_etag(),
+            status_text: self.status_text(),
+        }
+    }
+
     pub fn render(&self) -> UserView {
-        UserView::render(
-            self.id(),
-            &Visible {
-                username: self.username(),
-                name: self.name(),
-                status: self.visible_status(),
-                utc_offset: offset(self.utc_offset),
-                avatar_etag: self.avatar_etag(),
-                status_text: self.status_text(),
-            },
-        )
+        UserView::render(self.id(), &self.visible())
+    }
+
+    /// Appends this user's JSON object to `out`, as [`UserRecord::render`] renders it.
+    pub fn render_into(&self, out: &mut String) {
+        write_json(out, self.id(), &self.visible());
     }
 
     /// The record as plain data; `wall_ms` turns a time on the store's clock

@@ -68,22 +68,21 @@ fn push_json_str(out: &mut String, s: &str) {
     }
 }
 
-/// Renders the wire shape: unset or empty fields are omitted, never null (SPEC
+/// The wire shape: unset or empty fields are omitted, never null (SPEC
 /// §3.1). By hand rather than through serde: this runs for every user of every
 /// answer built, and a profile showed serde's per-byte escaping first.
-fn to_json(id: &str, v: &Visible<'_>) -> String {
+/// Appends the user's object to `out`, which an answer's users can share.
+pub(crate) fn write_json(out: &mut String, id: &str, v: &Visible<'_>) {
     let name = v.name.map_or(0, str::len);
     let etag = v.avatar_etag.map_or(0, str::len);
-    let mut out = String::with_capacity(
-        100 + id.len() + v.username.len() + name + etag + v.status_text.len(),
-    );
+    out.reserve(100 + id.len() + v.username.len() + name + etag + v.status_text.len());
     out.push_str(r#"{"_id":"#);
-    push_json_str(&mut out, id);
+    push_json_str(out, id);
     out.push_str(r#","username":"#);
-    push_json_str(&mut out, v.username);
+    push_json_str(out, v.username);
     if let Some(name) = v.name {
         out.push_str(r#","name":"#);
-        push_json_str(&mut out, name);
+        push_json_str(out, name);
     }
     out.push_str(r#","status":""#);
     out.push_str(v.status.as_str());
@@ -103,14 +102,13 @@ fn to_json(id: &str, v: &Visible<'_>) -> String {
     }
     if let Some(etag) = v.avatar_etag {
         out.push_str(r#","avatarETag":"#);
-        push_json_str(&mut out, etag);
+        push_json_str(out, etag);
     }
     if !v.status_text.is_empty() {
         out.push_str(r#","statusText":"#);
-        push_json_str(&mut out, v.status_text);
+        push_json_str(out, v.status_text);
     }
     out.push('}');
-    out
 }
 
 impl UserView {
@@ -120,7 +118,11 @@ impl UserView {
             id_len: u8::try_from(id.len()).unwrap_or(u8::MAX),
             status: visible.status,
             deleted: false,
-            json: to_json(id, visible),
+            json: {
+                let mut json = String::new();
+                write_json(&mut json, id, visible);
+                json
+            },
         }
     }
 
