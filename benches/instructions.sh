@@ -11,12 +11,13 @@
 # cost of one, whatever start-up and idle work cost.
 #
 # Scenarios: quiet (a `from` poll with nothing new), 304 (revalidating the full
-# snapshot), ids (100 ids), and quiet1000 and ids1000: the same polls from a
+# snapshot), ids (100 ids), and quiet1000, ids1000 and busy1000: polls from a
 # thousand clients each asking its own question (its own `from`; its own list, the
-# same 100 users plus an id of its own that matches nobody), so that their answers
-# are not shared as identical requests' are, and each is rendered afresh.
+# same 100 users plus an id of its own that matches nobody; its own `from` before
+# 100 changes), so that their answers are not shared as identical requests' are,
+# and each is rendered afresh.
 #
-#   bash benches/instructions.sh                 # quiet quiet1000 304 ids ids1000
+#   bash benches/instructions.sh                 # all six
 #   SCENARIOS=quiet KEEP=/tmp/cg bash benches/instructions.sh   # keep the dumps,
 #       for callgrind_annotate or a per-function diff of two builds
 set -euo pipefail
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 N1=${N1:-1000}
 N2=${N2:-3000}
-SCENARIOS=${SCENARIOS:-quiet quiet1000 304 ids ids1000}
+SCENARIOS=${SCENARIOS:-quiet quiet1000 304 ids ids1000 busy1000}
 KEEP=${KEEP:-}
 TOKEN=bench-ingest-token
 
@@ -69,9 +70,24 @@ PRESENCED_INGEST_TOKEN=$TOKEN PRESENCED_SERVER_WORKERS=1 PRESENCED_LOG_LEVEL=war
 presenced_pid=$cg_pid presenced_out=$cg_out
 base="127.0.0.1:$port"
 python3 benches/seed.py "http://$base" "$TOKEN" 2000 200
-# A second of its own after the seeding: any millisecond of it asks for nothing new.
-sleep "$(python3 -c 'import time; print(1.05 - time.time() % 1)')"
-quiet_second=$(date -u +%Y-%m-%dT%H:%M:%S)
+# Waits for the next second and prints it: any millisecond of it is after all
+# that came before.
+next_second() {
+  sleep "$(python3 -c 'import time; print(1.05 - time.time() % 1)')"
+  date -u +%Y-%m-%dT%H:%M:%S
+}
+# A second before 100 visible changes (online users turn busy), and one after them.
+busy_second=$(next_second)
+next_second >/dev/null
+python3 - "http://$base" "$TOKEN" <<'PY'
+import json, sys, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+ops = [{"op": "setStatus", "userId": "u%07d" % (i * 10), "status": "busy"} for i in range(100)]
+req = urllib.request.Request(base + "/internal/v1/batch", json.dumps({"ops": ops}).encode(),
+                             {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+assert json.load(urllib.request.urlopen(req))["applied"] == 100
+PY
+quiet_second=$(next_second)
 quiet_from=$quiet_second.000Z
 ids=$(python3 -c "print(','.join('u%07d' % (i * 10) for i in range(100)))")
 auth=("X-User-Id: caller" "X-Auth-Token: bench-caller-token")
@@ -84,14 +100,16 @@ declare -A line=(
   [304]="GET /api/v1/users.presence"
   [ids]="GET /api/v1/users.presence?ids=$ids"
   [ids1000]="GET /api/v1/users.presence?ids=nobody{i},$ids"
+  [busy1000]="GET /api/v1/users.presence?from=$busy_second.{i}Z"
 )
 declare -A extra=([304]="If-None-Match: $etag")
 # The static server answers a 304's request with the quiet body, as in load.sh.
-declare -A body=([quiet]=quiet [quiet1000]=quiet [304]=quiet [ids]=ids [ids1000]=ids)
+declare -A body=([quiet]=quiet [quiet1000]=quiet [304]=quiet [ids]=ids [ids1000]=ids [busy1000]=busy)
 mkdir "$work/bodies"
 for name in quiet ids; do
   curl -fs "${curl_auth[@]}" "http://$base${line[$name]#GET }" -o "$work/bodies/$name"
 done
+curl -fs "${curl_auth[@]}" "http://$base/api/v1/users.presence?from=$busy_second.000Z" -o "$work/bodies/busy"
 
 echo
 echo "presenced $(git rev-parse --short HEAD 2>/dev/null || echo '?'): instructions per request (callgrind, user space), $N2 - $N1 sequential keep-alive requests"

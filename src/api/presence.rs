@@ -73,11 +73,7 @@ impl Answer {
     pub fn online(store: &Store) -> Answer {
         let mut users = String::new();
         let cursor = store.write_online(&mut users);
-        Answer {
-            users: Users::Written(users),
-            full: true,
-            cursor,
-        }
+        Answer::written(users, true, cursor)
     }
 
     /// The users among `ids` not offline, written by the store; `full` says
@@ -89,6 +85,20 @@ impl Answer {
     ) -> Answer {
         let mut users = String::new();
         let cursor = store.write_online_among(ids, &mut users);
+        Answer::written(users, full, cursor)
+    }
+
+    /// The delta `write` appends to a string (one of the store's
+    /// `write_changed_*`), or `Lagged` if the log cannot prove it complete.
+    pub fn delta_written(
+        write: impl FnOnce(&mut String) -> Result<Cursor, Lagged>,
+    ) -> Result<Answer, Lagged> {
+        let mut users = String::new();
+        let cursor = write(&mut users)?;
+        Ok(Answer::written(users, false, cursor))
+    }
+
+    fn written(users: String, full: bool, cursor: Cursor) -> Answer {
         Answer {
             users: Users::Written(users),
             full,
@@ -217,28 +227,29 @@ impl<'a> Plan<'a> {
                 cursor: store.cursor(),
             })),
             Plan::Full => None,
-            Plan::Since { cursor, ids: None } => store
-                .changed_since(*cursor, |_| true)
-                .ok()
-                .map(Answer::delta),
+            Plan::Since { cursor, ids: None } => {
+                Answer::delta_written(|out| store.write_changed_since(*cursor, |_| true, out)).ok()
+            }
             Plan::Since {
                 cursor,
                 ids: Some(ids),
             } => {
                 let wanted: HashSet<&str, foldhash::fast::RandomState> = ids.iter().collect();
+                let keep = |user: &str| wanted.contains(user);
                 Some(
-                    match store.changed_since(*cursor, |user| wanted.contains(user)) {
-                        Ok(delta) => Answer::delta(delta),
+                    match Answer::delta_written(|out| store.write_changed_since(*cursor, keep, out))
+                    {
+                        Ok(delta) => delta,
                         // The full state of just the users asked about.
                         Err(Lagged) => Answer::online_among(store, ids.iter(), true),
                     },
                 )
             }
             Plan::Ids(ids) => Some(Answer::online_among(store, ids.iter(), false)),
-            Plan::From { from_ms, caller } => store
-                .changed_from(*from_ms, |user| user != caller.as_str())
-                .ok()
-                .map(Answer::delta),
+            Plan::From { from_ms, caller } => {
+                let keep = |user: &str| user != caller.as_str();
+                Answer::delta_written(|out| store.write_changed_from(*from_ms, keep, out)).ok()
+            }
         }
     }
 }

@@ -865,6 +865,61 @@ impl Store {
             .map(|changed| self.render(changed, keep))
     }
 
+    /// The users of [`Store::changed_since`], appended to `out` as
+    /// [`Store::write_online`] appends them, with the cursor they lead to.
+    pub fn write_changed_since(
+        &self,
+        cursor: Cursor,
+        keep: impl Fn(&str) -> bool,
+        out: &mut String,
+    ) -> Result<Cursor, Lagged> {
+        let changed = self.shared.log.since(cursor)?;
+        Ok(self.write_changed(changed, keep, out))
+    }
+
+    /// The users of [`Store::changed_from`], appended to `out` as
+    /// [`Store::write_online`] appends them, with the cursor they lead to.
+    pub fn write_changed_from(
+        &self,
+        from_ms: i64,
+        keep: impl Fn(&str) -> bool,
+        out: &mut String,
+    ) -> Result<Cursor, Lagged> {
+        let changed = self.shared.log.since_time(from_ms)?;
+        Ok(self.write_changed(changed, keep, out))
+    }
+
+    /// What [`Store::render`] renders, written into `out`: in place when no
+    /// user in the range was deleted (the common case), else through the views,
+    /// which sort out a user deleted and created again.
+    fn write_changed(
+        &self,
+        changed: Changed<UserKey>,
+        keep: impl Fn(&str) -> bool,
+        out: &mut String,
+    ) -> Cursor {
+        let mut list = JsonList::new(out);
+        if changed
+            .users
+            .iter()
+            .any(|(_, tombstone)| tombstone.is_some())
+        {
+            let delta = self.render(changed, keep);
+            delta
+                .users
+                .iter()
+                .for_each(|view| list.push_json(view.json()));
+            return delta.cursor;
+        }
+        for (user, _) in &changed.users {
+            let shard = self.shared.users[user.slot.shard()].read();
+            if let Some(record) = shard.get_key(*user).filter(|r| keep(r.id())) {
+                list.push(record);
+            }
+        }
+        changed.cursor
+    }
+
     /// Renders the users of `changed` as they are now. A user whose last logged
     /// change is not its deletion but who is gone was deleted after the range
     /// ended: left out, its tombstone comes with the next delta.
@@ -994,10 +1049,19 @@ impl<'o> JsonList<'o> {
     }
 
     fn push(&mut self, record: &UserRecord) {
+        self.separate();
+        record.render_into(self.out);
+    }
+
+    fn push_json(&mut self, json: &str) {
+        self.separate();
+        self.out.push_str(json);
+    }
+
+    fn separate(&mut self) {
         if !self.empty {
             self.out.push(',');
         }
         self.empty = false;
-        record.render_into(self.out);
     }
 }

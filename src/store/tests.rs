@@ -157,10 +157,26 @@ proptest! {
     }
 
     #[test]
-    fn users_written_in_place_are_the_views_joined(steps in proptest::collection::vec(step(), 0..40)) {
+    fn users_written_in_place_are_the_views_joined(setup in proptest::collection::vec(step(), 0..20),
+                                                   steps in proptest::collection::vec(step(), 0..40)) {
         let store = store(1_000);
+        setup.iter().for_each(|s| run(&store, s));
+        let from = chrono::Utc::now().timestamp_millis();
+        let before = store.cursor();
         steps.iter().for_each(|s| run(&store, s));
         let joined = |views: &[Arc<UserView>]| views.iter().map(|v| v.json()).collect::<Vec<_>>().join(",");
+        // Deltas, deletions among them, with and without a filter.
+        let keep = |id: &str| id != "u2";
+        let mut written = String::new();
+        let cursor = store.write_changed_since(before, keep, &mut written).unwrap();
+        let delta = store.changed_since(before, keep).unwrap();
+        prop_assert_eq!(&written, &joined(&delta.users));
+        prop_assert_eq!(cursor, delta.cursor);
+        let mut written = String::new();
+        let cursor = store.write_changed_from(from, |_| true, &mut written).unwrap();
+        let delta = store.changed_from(from, |_| true).unwrap();
+        prop_assert_eq!(&written, &joined(&delta.users));
+        prop_assert_eq!(cursor, delta.cursor);
         let mut written = String::new();
         let cursor = store.write_online(&mut written);
         let online = store.online();
