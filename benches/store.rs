@@ -117,6 +117,16 @@ fn deltas(c: &mut Criterion) {
                     black_box(Answer::delta(delta).render())
                 })
             });
+            // What the server does: the same delta written straight into the body.
+            group.bench_function(BenchmarkId::new("ring, written in place", &label), |b| {
+                b.iter(|| {
+                    let answer = Answer::delta_written(|out| {
+                        store.write_changed_since(cursor, |_| true, out)
+                    })
+                    .expect("in the log");
+                    black_box(answer.render())
+                })
+            });
             group.bench_function(BenchmarkId::new("naive scan", &label), |b| {
                 b.iter(|| {
                     let users = store.changed_since_by_scan(cursor);
