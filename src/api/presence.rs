@@ -13,7 +13,7 @@ use crate::http::body::{parse_json, read_limited};
 use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
 use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
-use crate::store::{Cursor, Delta, Lagged, Snapshot, Store, UserView};
+use crate::store::{write_views, Cursor, Delta, Lagged, Snapshot, Store, UserView};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -32,36 +32,20 @@ const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 /// the answer stands.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    users: Users,
+    /// The users' JSON objects, comma-separated, as the store writes them.
+    users: String,
     full: bool,
     pub cursor: Cursor,
 }
 
-/// An answer's users: views taken from the store (a delta holds the tombstones
-/// of deleted users), or their objects written by the store, comma-separated,
-/// with no string or `Arc` per user.
-#[derive(Debug, Clone)]
-enum Users {
-    Views(Vec<Arc<UserView>>),
-    Written(String),
-}
-
 impl Answer {
     pub fn full(snapshot: Snapshot) -> Answer {
-        Answer {
-            users: Users::Views(snapshot.users),
-            full: true,
-            cursor: snapshot.cursor,
-        }
+        Answer::of_views(&snapshot.users, true, snapshot.cursor)
     }
 
     /// A partial answer of these users, at `cursor`.
     pub fn partial(users: Vec<Arc<UserView>>, cursor: Cursor) -> Answer {
-        Answer {
-            users: Users::Views(users),
-            full: false,
-            cursor,
-        }
+        Answer::of_views(&users, false, cursor)
     }
 
     /// A partial answer: the users of `delta`.
@@ -98,9 +82,15 @@ impl Answer {
         Ok(Answer::written(users, false, cursor))
     }
 
+    fn of_views(views: &[Arc<UserView>], full: bool, cursor: Cursor) -> Answer {
+        let mut users = String::new();
+        write_views(views, &mut users);
+        Answer::written(users, full, cursor)
+    }
+
     fn written(users: String, full: bool, cursor: Cursor) -> Answer {
         Answer {
-            users: Users::Written(users),
+            users,
             full,
             cursor,
         }
@@ -108,23 +98,9 @@ impl Answer {
 
     /// Renders `{"users":[...],"full":..,"cursor":"..","success":true}`.
     pub fn render(&self) -> String {
-        let users_len = match &self.users {
-            Users::Views(views) => views.iter().map(|u| u.json().len() + 1).sum(),
-            Users::Written(users) => users.len(),
-        };
-        let mut body = String::with_capacity(users_len + 96);
+        let mut body = String::with_capacity(self.users.len() + 96);
         body.push_str(r#"{"users":["#);
-        match &self.users {
-            Users::Views(views) => {
-                for (i, user) in views.iter().enumerate() {
-                    if i > 0 {
-                        body.push(',');
-                    }
-                    body.push_str(user.json());
-                }
-            }
-            Users::Written(users) => body.push_str(users),
-        }
+        body.push_str(&self.users);
         // Writing to a String cannot fail.
         let _ = write!(
             body,
@@ -222,10 +198,7 @@ impl<'a> Plan<'a> {
     /// restart every client's cursor is from another epoch at once).
     fn answer(&self, store: &Store) -> Option<Answer> {
         match self {
-            Plan::Disabled => Some(Answer::full(Snapshot {
-                users: Vec::new(),
-                cursor: store.cursor(),
-            })),
+            Plan::Disabled => Some(Answer::written(String::new(), true, store.cursor())),
             Plan::Full => None,
             Plan::Since { cursor, ids: None } => {
                 Answer::delta_written(|out| store.write_changed_since(*cursor, |_| true, out)).ok()

@@ -873,8 +873,10 @@ impl Store {
         keep: impl Fn(&str) -> bool,
         out: &mut String,
     ) -> Result<Cursor, Lagged> {
-        let changed = self.shared.log.since(cursor)?;
-        Ok(self.write_changed(changed, keep, out))
+        self.shared
+            .log
+            .since(cursor)
+            .map(|changed| self.write_changed(changed, keep, out))
     }
 
     /// The users of [`Store::changed_from`], appended to `out` as
@@ -885,8 +887,10 @@ impl Store {
         keep: impl Fn(&str) -> bool,
         out: &mut String,
     ) -> Result<Cursor, Lagged> {
-        let changed = self.shared.log.since_time(from_ms)?;
-        Ok(self.write_changed(changed, keep, out))
+        self.shared
+            .log
+            .since_time(from_ms)
+            .map(|changed| self.write_changed(changed, keep, out))
     }
 
     /// What [`Store::render`] renders, written into `out`: in place when no
@@ -898,19 +902,16 @@ impl Store {
         keep: impl Fn(&str) -> bool,
         out: &mut String,
     ) -> Cursor {
-        let mut list = JsonList::new(out);
         if changed
             .users
             .iter()
             .any(|(_, tombstone)| tombstone.is_some())
         {
             let delta = self.render(changed, keep);
-            delta
-                .users
-                .iter()
-                .for_each(|view| list.push_json(view.json()));
+            write_views(&delta.users, out);
             return delta.cursor;
         }
+        let mut list = JsonList::new(out);
         for (user, _) in &changed.users {
             let shard = self.shared.users[user.slot.shard()].read();
             if let Some(record) = shard.get_key(*user).filter(|r| keep(r.id())) {
@@ -1035,6 +1036,13 @@ impl Store {
 /// True if and only if others see the user as not offline.
 fn is_online(record: &UserRecord) -> bool {
     record.visible_status() != Status::Offline
+}
+
+/// Appends the JSON objects of `views` to `out`, separated by commas, as the
+/// store's `write_*` methods append users.
+pub fn write_views(views: &[Arc<UserView>], out: &mut String) {
+    let mut list = JsonList::new(out);
+    views.iter().for_each(|view| list.push_json(view.json()));
 }
 
 /// Users' JSON objects appended to a string, separated by commas.

@@ -68,10 +68,10 @@ fn push_json_str(out: &mut String, s: &str) {
     }
 }
 
-/// The wire shape: unset or empty fields are omitted, never null (SPEC
-/// §3.1). By hand rather than through serde: this runs for every user of every
-/// answer built, and a profile showed serde's per-byte escaping first.
-/// Appends the user's object to `out`, which an answer's users can share.
+/// Appends the user's object to `out`, which an answer's users can share, in the
+/// wire shape: unset or empty fields are omitted, never null (SPEC §3.1). By hand
+/// rather than through serde: this runs for every user of every answer built,
+/// and a profile showed serde's per-byte escaping first.
 pub(crate) fn write_json(out: &mut String, id: &str, v: &Visible<'_>) {
     let name = v.name.map_or(0, str::len);
     let etag = v.avatar_etag.map_or(0, str::len);
@@ -89,11 +89,10 @@ pub(crate) fn write_json(out: &mut String, id: &str, v: &Visible<'_>) {
     out.push('"');
     if let Some(offset) = v.utc_offset {
         out.push_str(r#","utcOffset":"#);
-        // Whole hours as integers (`-2`, not `-2.0`), as Rocket.Chat writes them.
-        // Validated finite and within -14..=14: the cast is exact and Display
-        // writes a plain JSON number.
-        // itoa for the whole hours most offsets are: `write!` goes through the
-        // formatting machinery, the costliest part of a render after the strings.
+        // Whole hours as integers (`-2`, not `-2.0`), as Rocket.Chat writes them,
+        // by itoa: `write!` goes through the formatting machinery, the costliest
+        // part of a render after the strings. Validated finite and within
+        // -14..=14: the cast is exact and Display writes a plain JSON number.
         if offset.fract() == 0.0 {
             out.push_str(itoa::Buffer::new().format(offset as i64));
         } else {
