@@ -8,6 +8,7 @@
 //!   polls are the same question: one render serves them all.
 
 use super::presence::{Answer, Plan};
+use super::recent_changes::RecentChanges;
 use crate::http::encoding::gzip;
 use crate::http::etag::Tag;
 use crate::store::{Cursor, Store};
@@ -121,6 +122,8 @@ pub struct Recent {
 #[derive(Debug)]
 pub struct RecentAnswers {
     slots: Box<[Mutex<Option<Arc<Recent>>>]>,
+    /// The `since` and `from` answers of the log's recent past, at its head.
+    pub changes: RecentChanges,
     hits: IntCounter,
 }
 
@@ -129,6 +132,7 @@ impl RecentAnswers {
     pub fn new(hits: IntCounter) -> RecentAnswers {
         RecentAnswers {
             slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect(),
+            changes: RecentChanges::default(),
             hits,
         }
     }
@@ -136,6 +140,11 @@ impl RecentAnswers {
     fn slot(&self, key: u64) -> &Mutex<Option<Arc<Recent>>> {
         // The remainder is below RECENT_SLOTS, so it fits in usize.
         &self.slots[(key % RECENT_SLOTS as u64) as usize]
+    }
+
+    /// Counts an answer served from an earlier rendering other than the table's.
+    pub fn count_reuse(&self) {
+        self.hits.inc();
     }
 
     /// Returns the answer `plan` got at `head` (`key` is `plan.key(head)`), if held.

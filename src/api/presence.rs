@@ -6,6 +6,7 @@ use super::answer_cache::Rendered;
 use super::auth::{authenticate, Authenticated};
 use super::id_list::IdList;
 use super::query::{Branch, PresenceParams};
+use super::recent_changes::Pieces;
 use crate::clock::wall_ms;
 use crate::cluster::SINCE_WAIT;
 use crate::domain::UserId;
@@ -14,6 +15,7 @@ use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
 use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
 use crate::store::{write_views, Cursor, Delta, Lagged, Snapshot, Store, UserView};
+use actix_web::body::BoxBody;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -236,7 +238,12 @@ fn respond_with(req: &HttpRequest, etag: HeaderValue, rendered: &Rendered) -> Ht
     } else {
         rendered.body.clone()
     };
-    let mut response = HttpResponse::with_body(StatusCode::OK, body).map_into_boxed_body();
+    answered(BoxBody::new(body), etag, gzip)
+}
+
+/// The 200 answer of `body`, tagged `etag`, compressed if `gzip`.
+fn answered(body: BoxBody, etag: HeaderValue, gzip: bool) -> HttpResponse {
+    let mut response = HttpResponse::with_body(StatusCode::OK, body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, JSON);
     headers.insert(header::CACHE_CONTROL, NO_CACHE);
@@ -246,6 +253,27 @@ fn respond_with(req: &HttpRequest, etag: HeaderValue, rendered: &Rendered) -> Ht
         headers.insert(header::CONTENT_ENCODING, GZIP);
     }
     response
+}
+
+/// The answer of a `since` or `from` plan from the changes written at `head`
+/// (see [`super::recent_changes`]), if they reach it and it need not be
+/// compressed.
+fn from_recent_changes(
+    req: &HttpRequest,
+    state: &AppState,
+    plan: &Plan<'_>,
+    head: Cursor,
+) -> Option<Pieces> {
+    if !matches!(plan, Plan::Since { ids: None, .. } | Plan::From { .. }) {
+        return None;
+    }
+    let changes = state.recent.changes.at(&state.store, head)?;
+    let pieces = match plan {
+        Plan::Since { cursor, ids: None } => changes.since(*cursor),
+        Plan::From { from_ms, caller } => changes.from(*from_ms, caller.as_str()),
+        _ => None,
+    }?;
+    (pieces.len() < MIN_COMPRESSED_BYTES || !accepts_gzip(req)).then_some(pieces)
 }
 
 async fn respond(
@@ -272,6 +300,14 @@ async fn respond(
         headers.insert(header::CACHE_CONTROL, NO_CACHE);
         headers.insert(header::ETAG, etag);
         return Ok(response);
+    }
+    if let Some(pieces) = from_recent_changes(req, state, &plan, head) {
+        state.recent.count_reuse();
+        return Ok(answered(
+            BoxBody::new(pieces),
+            Tag::new(key).header_value(),
+            false,
+        ));
     }
     let recent = match state.recent.get(&plan, key, head) {
         Some(recent) => recent,

@@ -122,6 +122,33 @@ pub struct Delta {
     pub users: Vec<Arc<UserView>>,
 }
 
+/// The latest change of each of the users changed most recently: every change
+/// after `floor` is one of theirs, so any range of the log starting at or after
+/// `floor` is answered by the users in it (see [`ChangeLog::latest`]).
+#[derive(Debug, Clone)]
+pub struct Latest<K> {
+    /// Where the range ends: the log's head when it was read.
+    pub head: Cursor,
+    /// The newest position not covered; every change after it is.
+    pub floor: u64,
+    /// The time of the change at `floor`, if there was one: a `from` after it
+    /// is covered.
+    pub floor_ts: Option<i64>,
+    /// A `from` before this reaches before what the log has seen.
+    pub epoch_start_ms: i64,
+    /// Each user once, in the order of its latest change.
+    pub users: Vec<LatestChange<K>>,
+}
+
+/// One user's latest change in a [`Latest`].
+#[derive(Debug, Clone)]
+pub struct LatestChange<K> {
+    pub user: K,
+    pub tombstone: Option<Arc<UserView>>,
+    pub seq: u64,
+    pub ts: i64,
+}
+
 /// Counts for `/internal/v1/stats` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogStats {
@@ -328,6 +355,51 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
                 epoch: ring.epoch,
                 seq: ring.head,
             },
+            users,
+        }
+    }
+
+    /// Returns the latest change of each of the last `max_users` users changed,
+    /// looking back over at most `max_entries` entries: the one range that
+    /// holds the answer to every cursor or time after its floor, each answer
+    /// being the users whose latest change is after that point (a suffix).
+    pub fn latest(&self, max_users: usize, max_entries: usize) -> Latest<K> {
+        let ring = self.ring.read();
+        let mut seen: HashSet<K, foldhash::fast::RandomState> = HashSet::with_capacity_and_hasher(
+            max_users.min(ring.entries.len()),
+            Default::default(),
+        );
+        let mut users = Vec::new();
+        let (mut floor, mut floor_ts) = (ring.evicted_seq, ring.evicted_ts);
+        for (i, change) in ring.entries.iter().enumerate().rev() {
+            let seq = if self.replicated {
+                ring.positions.get(i).copied().unwrap_or(ring.evicted_seq)
+            } else {
+                ring.evicted_seq + i as u64 + 1
+            };
+            let walked = ring.entries.len() - i;
+            if walked > max_entries || (seen.len() == max_users && !seen.contains(&change.user)) {
+                (floor, floor_ts) = (seq, Some(change.ts));
+                break;
+            }
+            if seen.insert(change.user) {
+                users.push(LatestChange {
+                    user: change.user,
+                    tombstone: change.tombstone.clone(),
+                    seq,
+                    ts: change.ts,
+                });
+            }
+        }
+        users.reverse();
+        Latest {
+            head: Cursor {
+                epoch: ring.epoch,
+                seq: ring.head,
+            },
+            floor,
+            floor_ts,
+            epoch_start_ms: ring.epoch_start_ms,
             users,
         }
     }

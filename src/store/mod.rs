@@ -20,6 +20,7 @@
 pub mod changelog;
 pub(crate) mod expiry;
 pub mod image;
+mod latest;
 mod op;
 mod replica;
 mod shard;
@@ -32,6 +33,7 @@ mod tests;
 pub use changelog::{Changed, Cursor, CursorError, Delta, Lagged, LogStats};
 pub use expiry::spawn_sweeper;
 pub use image::{ConnectionImage, ImageError, Moved, Restoring, UserImage};
+pub use latest::{WrittenChange, WrittenLatest};
 pub use op::{Applied, Op};
 pub use replica::{Logged, Replicated, UserState};
 pub use view::UserView;
@@ -956,6 +958,18 @@ impl Store {
     /// and as a test oracle for [`Store::changed_since`]; never used to answer.
     pub fn changed_since_by_scan(&self, cursor: Cursor) -> Vec<Arc<UserView>> {
         self.render_all(|r| r.changed_seq > cursor.seq())
+    }
+
+    /// Every user with the sequence number of its last change, found by walking
+    /// them all: the raw material of the answers' reference scans in tests.
+    #[cfg(test)]
+    pub(crate) fn scan_with_changes(&self) -> Vec<(u64, Arc<UserView>)> {
+        let mut users = Vec::new();
+        self.each_record(
+            |_| true,
+            |r| users.push((r.changed_seq, Arc::new(r.render()))),
+        );
+        users
     }
 
     /// Renders every user `pick` accepts.

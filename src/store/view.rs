@@ -4,6 +4,10 @@
 use crate::domain::Status;
 use std::fmt::Write as _;
 
+/// Where a user's id starts in its JSON object, after `{"_id":"`: ids are
+/// `[A-Za-z0-9._-]`, never escaped.
+pub(crate) const ID_AT: usize = r#"{"_id":""#.len();
+
 /// What others see of one user at one change. Immutable once built.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UserView {
@@ -144,9 +148,8 @@ impl UserView {
 
     /// Returns the user's id.
     pub fn id(&self) -> &str {
-        const PREFIX: usize = r#"{"_id":""#.len();
         self.json
-            .get(PREFIX..PREFIX + usize::from(self.id_len))
+            .get(ID_AT..ID_AT + usize::from(self.id_len))
             .unwrap_or_default()
     }
 
