@@ -11,6 +11,7 @@
 //! a request without that header gets file `0`.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use std::sync::Arc;
 
 /// The numbered bodies of `dir`, from `0` up to the first number missing.
 fn numbered(dir: &std::path::Path) -> std::io::Result<Vec<web::Bytes>> {
@@ -39,16 +40,17 @@ async fn main() -> std::io::Result<()> {
     };
     let workers: usize = workers.parse().map_err(std::io::Error::other)?;
     let path = std::path::Path::new(file);
-    let bodies = if path.is_dir() {
-        numbered(path)?
+    // Shared, not copied: actix clones a handler (and what it holds) per request.
+    let bodies: Arc<[web::Bytes]> = if path.is_dir() {
+        numbered(path)?.into()
     } else {
-        vec![web::Bytes::from(std::fs::read(path)?)]
+        vec![web::Bytes::from(std::fs::read(path)?)].into()
     };
     HttpServer::new(move || {
-        let bodies = bodies.clone();
+        let bodies = Arc::clone(&bodies);
         let app = App::new();
         // One body: the handler takes no request, as before fleets existed.
-        match bodies.as_slice() {
+        match &bodies[..] {
             [one] => {
                 let body = one.clone();
                 app.default_service(web::to(move || respond(body.clone())))

@@ -14,6 +14,7 @@
 //! What is out of reach (older than the floor), asks for `ids` too, or wants
 //! gzip goes the way of [`super::answer_cache::RecentAnswers`] as before.
 
+use super::presence::{close_users, USERS_OPEN};
 use crate::store::{Cursor, Store, WrittenLatest};
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
@@ -32,7 +33,7 @@ const MAX_USERS: usize = 1024;
 /// the same few users many times over.
 const MAX_ENTRIES: usize = 64 * MAX_USERS;
 
-const PREFIX: Bytes = Bytes::from_static(br#"{"users":["#);
+const PREFIX: Bytes = Bytes::from_static(USERS_OPEN.as_bytes());
 
 /// Where a user's object is in the written bytes, and when its latest change was.
 #[derive(Debug, Clone, Copy)]
@@ -100,10 +101,11 @@ impl ChangesAt {
             marks,
             by_id,
             hasher,
-            tail: Bytes::from(format!(
-                r#"],"full":false,"cursor":"{}","success":true}}"#,
-                written.head
-            )),
+            tail: Bytes::from({
+                let mut tail = String::new();
+                close_users(&mut tail, false, written.head);
+                tail
+            }),
         }
     }
 
