@@ -106,6 +106,9 @@ pub(crate) struct UserRecord {
     pub changed_seq: u64,
     /// Tells this user from an earlier one that held the same slot.
     pub generation: u32,
+    /// Bumped by every mutable access (`UserShard::get_mut`): a rendering
+    /// kept with the same version is still this user's (see `fragments`).
+    pub version: u32,
     /// `statusDefault`: what the user chose.
     chosen: Status,
     /// `status` by SPEC §1, including the manual-set exception; deactivation is
@@ -130,6 +133,7 @@ impl UserRecord {
             utc_offset: f64::NAN,
             changed_seq: 0,
             generation,
+            version: 0,
             chosen: Status::Online,
             status: Status::Offline,
             active: true,
