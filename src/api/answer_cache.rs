@@ -118,6 +118,15 @@ pub struct Recent {
     pub rendered: Rendered,
 }
 
+/// What [`RecentAnswers::put`] did with an answer.
+#[derive(Debug)]
+pub enum Filed {
+    /// Kept, and shared from here on.
+    Kept(Arc<Recent>),
+    /// Not kept: the answer of this one request.
+    Passed(Rendered),
+}
+
 /// Recently rendered answers other than the full one, in a small fixed table:
 /// memory stays bounded and a lookup costs one hash and one short lock.
 #[derive(Debug)]
@@ -172,16 +181,11 @@ impl RecentAnswers {
     /// A question asked once (a fleet's own `ids` list) is not kept: keeping it
     /// would cost copying the question and evicting an answer others may ask
     /// again. The table must stay small whatever is asked of it.
-    pub fn put(
-        &self,
-        plan: &Plan<'_>,
-        key: u64,
-        rendered: Rendered,
-    ) -> Result<Arc<Recent>, Rendered> {
+    pub fn put(&self, plan: &Plan<'_>, key: u64, rendered: Rendered) -> Filed {
         // Other bits of the key than the slot's, so that the two tables' clashes differ.
         let asked = &self.asked[(key >> 32) as usize % ASKED_SLOTS];
         if asked.swap(key, Ordering::Relaxed) != key || rendered.body.len() > MAX_KEPT_BYTES {
-            return Err(rendered);
+            return Filed::Passed(rendered);
         }
         let recent = Arc::new(Recent {
             plan: plan.to_owned_plan(),
@@ -191,6 +195,6 @@ impl RecentAnswers {
         // for. The answer it evicts is freed after the lock is let go.
         let evicted = self.slot(key).lock().replace(Arc::clone(&recent));
         drop(evicted);
-        Ok(recent)
+        Filed::Kept(recent)
     }
 }

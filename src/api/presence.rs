@@ -2,7 +2,7 @@
 //! parameters, revalidates (`ETag` / `304`) before doing any work, and assembles
 //! the body from the users' JSON objects (cached answers where the question repeats).
 
-use super::answer_cache::Rendered;
+use super::answer_cache::{Filed, Rendered};
 use super::auth::{authenticate, Authenticated};
 use super::id_list::IdList;
 use super::query::{Branch, PresenceParams};
@@ -328,8 +328,10 @@ async fn respond(
                 };
                 let rendered = Rendered::new(answer, Tag::new(key), Compression::fast());
                 match state.recent.put(&plan, key, rendered) {
-                    Ok(kept) => kept,
-                    Err(fresh) => return Ok(respond_with(req, fresh.etag.clone(), &fresh)),
+                    Filed::Kept(kept) => kept,
+                    Filed::Passed(fresh) => {
+                        return Ok(respond_with(req, fresh.etag.clone(), &fresh))
+                    }
                 }
             }
             None => {

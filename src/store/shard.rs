@@ -164,9 +164,10 @@ impl UserShard {
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserRecord> {
         self.version += 1;
-        self.records.iter_mut().filter_map(Option::as_mut).map(|record| {
+        self.records.iter_mut().filter_map(|record| {
+            let record = record.as_mut()?;
             record.version = record.version.wrapping_add(1);
-            record
+            Some(record)
         })
     }
 
