@@ -6,8 +6,9 @@
 //! a suffix of the same list, and a `from` finds its suffix by time the same
 //! way. So the users changed most recently are written once per head
 //! ([`Store::write_latest`]), and every `since` or `from` within their reach is
-//! answered with a slice of those bytes between a fixed prefix and the head's
-//! tail: no user rendered, no body copied, whatever the cursor. A `from`
+//! answered with a slice of those bytes after a fixed prefix (the head's
+//! tail is written after the users): no user rendered, no body copied,
+//! whatever the cursor. A `from`
 //! leaves its caller out: when the caller is in its suffix, the answer is the
 //! two slices around it.
 //!
@@ -52,14 +53,16 @@ pub struct ChangesAt {
     floor: u64,
     floor_ts: Option<i64>,
     epoch_start_ms: i64,
-    /// The users' objects, separated by commas.
+    /// The users' objects, separated by commas, then the head's tail
+    /// (`],"full":false,"cursor":"<head>","success":true}`): an answer's last
+    /// piece is then one slice, and is sent with what comes before it.
     json: Bytes,
+    /// Where the objects end and the tail begins.
+    tail_at: usize,
     marks: Box<[Mark]>,
     /// Indices into `marks`, by a hash of the user's id.
     by_id: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
-    /// `],"full":false,"cursor":"<head>","success":true}`.
-    tail: Bytes,
 }
 
 impl ChangesAt {
@@ -92,20 +95,18 @@ impl ChangesAt {
                 )
             });
         }
+        let tail_at = json.len();
+        close_users(&mut json, false, written.head);
         ChangesAt {
             head: written.head,
             floor: written.floor,
             floor_ts: written.floor_ts,
             epoch_start_ms: written.epoch_start_ms,
             json: Bytes::from(json),
+            tail_at,
             marks,
             by_id,
             hasher,
-            tail: Bytes::from({
-                let mut tail = String::new();
-                close_users(&mut tail, false, written.head);
-                tail
-            }),
         }
     }
 
@@ -151,11 +152,7 @@ impl ChangesAt {
 
     /// The answer of the users from mark `first` on, but mark `without`.
     fn suffix(&self, first: usize, without: Option<usize>) -> Pieces {
-        let start = |i: usize| {
-            self.marks
-                .get(i)
-                .map_or(self.json.len(), |m| m.start as usize)
-        };
+        let start = |i: usize| self.marks.get(i).map_or(self.tail_at, |m| m.start as usize);
         let end = self.json.len();
         let (left, right) = match without {
             None => (start(first)..end, end..end),
@@ -165,17 +162,23 @@ impl ChangesAt {
             // The last one: the comma before it goes with it.
             Some(skip) => (
                 start(first)..start(skip).saturating_sub(1).max(start(first)),
-                end..end,
+                self.tail_at..end,
             ),
         };
-        Pieces::new([
-            PREFIX,
-            self.json.slice(left),
-            self.json.slice(right),
-            self.tail.clone(),
-        ])
+        let pieces = Pieces::new([PREFIX, self.json.slice(left), self.json.slice(right)]);
+        // actix sends what it holds once it holds 32 KiB, and a piece after
+        // that goes in a write of its own, which Nagle's algorithm holds until
+        // the client acknowledges the first (a 40 ms delayed ACK): so a body
+        // whose large part is not its last piece is sent as one.
+        if pieces.parts[1].len() > SPLIT_AT && !pieces.parts[2].is_empty() {
+            return Pieces::new([pieces.to_bytes(), Bytes::new(), Bytes::new()]);
+        }
+        pieces
     }
 }
+
+/// The most bytes before an answer's last piece (see [`ChangesAt::suffix`]).
+const SPLIT_AT: usize = 16 * 1024;
 
 /// The latest [`ChangesAt`], rewritten on demand when the log has moved.
 #[derive(Debug, Default)]
@@ -218,13 +221,13 @@ impl RecentChanges {
 /// together without copying its bytes into one buffer.
 #[derive(Debug)]
 pub struct Pieces {
-    parts: [Bytes; 4],
+    parts: [Bytes; 3],
     next: usize,
     len: usize,
 }
 
 impl Pieces {
-    fn new(parts: [Bytes; 4]) -> Pieces {
+    fn new(parts: [Bytes; 3]) -> Pieces {
         let len = parts.iter().map(Bytes::len).sum();
         Pieces {
             parts,
