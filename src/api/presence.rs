@@ -6,7 +6,7 @@ use super::answer_cache::{Filed, Rendered};
 use super::auth::{authenticate, Authenticated};
 use super::id_list::IdList;
 use super::query::{Branch, PresenceParams};
-use super::recent_changes::Pieces;
+use super::recent_changes::{Pieces, Reach};
 use crate::clock::wall_ms;
 use crate::cluster::SINCE_WAIT;
 use crate::domain::UserId;
@@ -272,13 +272,17 @@ fn from_recent_changes(
     if !matches!(plan, Plan::Since { ids: None, .. } | Plan::From { .. }) {
         return None;
     }
-    let changes = state.recent.changes.at(&state.store, head)?;
+    let (changes, reach) = state.recent.changes.at(&state.store, head)?;
     let pieces = match plan {
         Plan::Since { cursor, ids: None } => changes.since(*cursor),
         Plan::From { from_ms, caller } => changes.from(*from_ms, caller.as_str()),
         _ => None,
     }?;
-    (pieces.len() < MIN_COMPRESSED_BYTES || !accepts_gzip(req)).then_some(pieces)
+    let plain = pieces.len() < MIN_COMPRESSED_BYTES || !accepts_gzip(req);
+    if plain && reach == Reach::Reused {
+        state.recent.count_reuse();
+    }
+    plain.then_some(pieces)
 }
 
 async fn respond(
@@ -307,7 +311,6 @@ async fn respond(
         return Ok(response);
     }
     if let Some(pieces) = from_recent_changes(req, state, &plan, head) {
-        state.recent.count_reuse();
         return Ok(answered(
             BoxBody::new(pieces),
             Tag::new(key).header_value(),

@@ -199,22 +199,31 @@ impl RecentChanges {
             .cloned()
     }
 
-    /// The changes at `head`, written now if they were not yet; `None` if
-    /// another request is writing them or the log moved past `head` meanwhile.
-    pub fn at(&self, store: &Store, head: Cursor) -> Option<Arc<ChangesAt>> {
+    /// The changes at `head`, written now if they were not yet (then marked
+    /// [`Reach::Written`]); `None` if another request is writing them or the
+    /// log moved past `head` meanwhile.
+    pub fn at(&self, store: &Store, head: Cursor) -> Option<(Arc<ChangesAt>, Reach)> {
         if let Some(fresh) = self.fresh(head) {
-            return Some(fresh);
+            return Some((fresh, Reach::Reused));
         }
         let _writing = self.writing.try_lock()?;
         if let Some(fresh) = self.fresh(head) {
-            return Some(fresh);
+            return Some((fresh, Reach::Reused));
         }
         let written = Arc::new(ChangesAt::build(store));
         // The one it replaces is freed after the lock is let go.
         let replaced = self.current.write().replace(Arc::clone(&written));
         drop(replaced);
-        (written.head == head).then_some(written)
+        (written.head == head).then_some((written, Reach::Written))
     }
+}
+
+/// Whether [`RecentChanges::at`] wrote the changes for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Written for an earlier request: an answer from them is a reuse.
+    Reused,
+    Written,
 }
 
 /// A body of a few shared slices, sent one after the other: an answer put
