@@ -589,6 +589,46 @@ mod tests {
     }
 
     #[test]
+    fn latest_covers_back_to_its_floor_and_every_suffix_is_that_cursors_delta() {
+        let log = log(10);
+        let start = log.cursor();
+        let cursors: Vec<Cursor> = [("a", 1), ("b", 2), ("c", 3), ("a", 4), ("d", 5)]
+            .iter()
+            .map(|&(user, dt)| change(&log, user, T0 + dt))
+            .collect();
+        // Room for three users: d, a and c; b is the newest change left out.
+        let latest = log.latest(3, 100);
+        let users: Vec<_> = latest.users.iter().map(|u| (u.user, u.seq, u.ts)).collect();
+        assert_eq!(
+            users,
+            [("c", 3, T0 + 3), ("a", 4, T0 + 4), ("d", 5, T0 + 5)]
+        );
+        assert_eq!(
+            (latest.floor, latest.floor_ts),
+            (cursors[1].seq(), Some(T0 + 2))
+        );
+        assert_eq!(latest.head, log.cursor());
+        // From the floor on, a cursor's delta is the users whose latest change is after it.
+        for cursor in &cursors[1..] {
+            let suffix: Vec<_> = latest
+                .users
+                .iter()
+                .filter(|u| u.seq > cursor.seq())
+                .map(|u| (u.user, false))
+                .collect();
+            assert_eq!(ids(&log.since(*cursor).unwrap()), suffix);
+        }
+        // Room for every user: the floor is the log's own.
+        let all = log.latest(10, 100);
+        assert_eq!((all.floor, all.floor_ts), (start.seq(), None));
+        assert_eq!(all.users.len(), 4);
+        // Looking back over two entries only: the third from the end is the floor.
+        let short = log.latest(10, 2);
+        assert_eq!(short.floor, cursors[2].seq());
+        assert_eq!(short.users.len(), 2);
+    }
+
+    #[test]
     fn memory_stays_bounded_by_capacity_whatever_the_write_rate() {
         let log = log(64);
         for i in 0..10_000 {
