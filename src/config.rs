@@ -424,6 +424,14 @@ const fn key(section: &'static str, name: &'static str, kind: Kind) -> Key {
 
 const ENV_PREFIX: &str = "PRESENCED_";
 
+/// `config/default.toml`: the built-in defaults with every key documented, which a test keeps
+/// equal to [`Settings::default`]; `presenced --print-config` prints it.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The variable naming the config file when `--config` is not given. It names a file, not a
+/// key, so the key layering passes it over.
+pub const CONFIG_FILE_VAR: &str = "PRESENCED_CONFIG";
+
 /// Every known key, grouped by section: the single list that file checking, env handling and
 /// the tests walk. It must name exactly the fields of the `Raw*` structs, which the tests check
 /// by setting every entry both ways.
@@ -507,7 +515,7 @@ fn apply_env(
 ) -> Result<HashMap<String, String>, ConfigError> {
     let mut set_by: HashMap<String, String> = HashMap::new();
     for (var, text) in env {
-        if !var.starts_with(ENV_PREFIX) {
+        if !var.starts_with(ENV_PREFIX) || var == CONFIG_FILE_VAR {
             continue;
         }
         let Some(key) = KEYS.iter().find(|k| k.is_named_by(&var)) else {
@@ -519,6 +527,7 @@ fn apply_env(
                         .into_iter()
                         .chain([k.env_var()])
                 })
+                .chain([CONFIG_FILE_VAR.to_owned()])
                 .collect();
             return Err(ConfigError::invalid(format!(
                 "unknown environment variable {var}: expected one of {}",
@@ -843,8 +852,6 @@ fn is_valid_origin(origin: &str) -> bool {
 mod tests {
     use super::*;
     use std::error::Error as _;
-
-    const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
     /// One valid, non-default value per known key: as an env string and as a TOML literal that
     /// must mean the same.

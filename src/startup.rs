@@ -160,6 +160,13 @@ fn store_options(presence: &PresenceSettings) -> StoreOptions {
     }
 }
 
+/// Prefixes an I/O error with what start-up was doing when it failed, keeping its kind, so
+/// that the one line `main` prints says which step and which address or file.
+fn doing(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> std::io::Error {
+    let what = what.to_string();
+    move |e| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
 /// Resolves on the first SIGTERM or SIGINT. Both drain gracefully (actix
 /// alone would stop at once on SIGINT). The handlers are installed now, not
 /// when the future is first polled, so no signal is missed once the service
@@ -219,8 +226,12 @@ impl Application {
             ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
         }
         refuse_placeholder_token(settings, ingest_token.as_deref())?;
-        let listener = TcpListener::bind(settings.server.bind)?;
-        let port = listener.local_addr()?.port();
+        let bind = settings.server.bind;
+        let listener = TcpListener::bind(bind).map_err(doing(format_args!("binding {bind}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(doing(format_args!("reading the address bound at {bind}")))?
+            .port();
         let presence = &settings.presence;
         let snapshots = open_snapshot(settings)?;
         let cluster = open_cluster(settings)?;
@@ -236,7 +247,10 @@ impl Application {
         if ingest_token.is_none() {
             tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
         }
-        let metrics = Arc::new(Metrics::new(store.clone()).map_err(std::io::Error::other)?);
+        let metrics = Arc::new(
+            Metrics::new(store.clone())
+                .map_err(|e| std::io::Error::other(format!("registering the metrics: {e}")))?,
+        );
         let observe = Observe::new(
             Arc::clone(&metrics),
             HeadLimits {
@@ -258,8 +272,11 @@ impl Application {
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
         let mut server = HttpServer::new(move || app(&state, &observe, &options))
-            .listen(listener)?
-            .shutdown_signal(stop_signal()?)
+            .listen(listener)
+            .map_err(doing(format_args!("listening on {bind}")))?
+            .shutdown_signal(
+                stop_signal().map_err(doing("installing the SIGTERM/SIGINT handlers"))?,
+            )
             .shutdown_timeout(settings.server.shutdown_grace.as_secs());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
