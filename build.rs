@@ -6,9 +6,12 @@
 //! - `presenced_without_node`: no `node` (the polling client's test).
 //! - `presenced_without_browser`: no `node`, `/usr/bin/chromium` or
 //!   `tests/browser/node_modules` (the roster page's test in headless Chromium).
+//! - `presenced_without_curl_jq`: no `curl` or `jq` (the check that the docs' shell
+//!   blocks run as pasted).
 //!
-//! `PRESENCED_REQUIRE_REDIS=1` and `PRESENCED_REQUIRE_BROWSER=1` (as `.ci/run` sets
-//! them) leave the tests in, so a missing prerequisite fails them instead.
+//! `PRESENCED_REQUIRE_REDIS=1`, `PRESENCED_REQUIRE_BROWSER=1` and
+//! `PRESENCED_REQUIRE_SHELL=1` (as `.ci/run` sets them) leave the tests in, so a
+//! missing prerequisite fails them instead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +24,7 @@ fn main() {
         "presenced_without_redis",
         "presenced_without_node",
         "presenced_without_browser",
+        "presenced_without_curl_jq",
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
@@ -47,6 +51,11 @@ fn main() {
 
     if !required("PRESENCED_REQUIRE_REDIS") && on_path("redis-server").is_none() {
         println!("cargo::rustc-cfg=presenced_without_redis");
+    }
+    if !required("PRESENCED_REQUIRE_SHELL")
+        && (on_path("curl").is_none() || on_path("jq").is_none())
+    {
+        println!("cargo::rustc-cfg=presenced_without_curl_jq");
     }
     if !required("PRESENCED_REQUIRE_BROWSER") {
         let node = node_runs();

@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod cors;
+mod docs;
 mod expiry;
 mod fast_path;
 mod ingest;

@@ -1,8 +1,9 @@
 //! A `redis-server` child process for one test: its own port and directory,
 //! killed when dropped.
 
+use crate::helpers::free_port;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,12 +23,6 @@ fn binary() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("redis-server"))
         .find(|candidate| candidate.is_file())
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// True if and only if a Redis answers PING on `port`.
