@@ -1,4 +1,4 @@
-//! Token auth of the public API: `X-User-Id` + `X-Auth-Token` (SPEC §3).
+//! Token auth of the public API: `X-User-Id` + `X-Auth-Token` (docs/api.md §3).
 
 use crate::http::{ApiError, AppState};
 use crate::store::Caller;

@@ -1,4 +1,4 @@
-//! The public, Rocket.Chat-compatible API (SPEC §3): `users.presence`,
+//! The public, Rocket.Chat-compatible API (docs/api.md §3): `users.presence`,
 //! `users.setStatus`, `users.getStatus`, all behind token auth.
 
 pub mod answer_cache;

@@ -1,4 +1,4 @@
-//! `GET|POST /api/v1/users.presence` (SPEC §3.1): plans the answer from the
+//! `GET|POST /api/v1/users.presence` (docs/api.md §3.1): plans the answer from the
 //! parameters, revalidates (`ETag` / `304`) before doing any work, and assembles
 //! the body from the users' JSON objects (cached answers where the question repeats).
 
@@ -111,7 +111,7 @@ impl Answer {
     }
 }
 
-/// What a request asks for, decided before any work: SPEC §3.1's branches,
+/// What a request asks for, decided before any work: docs/api.md §3.1's branches,
 /// first match wins. The body is a function of the plan and the log position,
 /// which is what makes the plan plus the cursor a sound `ETag`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,4 +1,4 @@
-//! `users.setStatus` and `users.getStatus` (SPEC §3.2).
+//! `users.setStatus` and `users.getStatus` (docs/api.md §3.2).
 
 use super::auth::Authenticated;
 use crate::domain::{Status, StatusText, UserId};

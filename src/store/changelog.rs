@@ -1,4 +1,4 @@
-//! The change log: a time-ordered ring of recent changes (SPEC §2).
+//! The change log: a time-ordered ring of recent changes (docs/api.md §2).
 //!
 //! Each entry is `(timestamp ms, user)`, and a deletion carries the tombstone
 //! the user leaves; other states are read from the store when a delta is
@@ -30,7 +30,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A position in the log of one epoch (SPEC §3.3). Printed as `<epoch>.<seq>` in hex.
+/// A position in the log of one epoch (docs/api.md §3.3). Printed as `<epoch>.<seq>` in hex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cursor {
     epoch: u64,

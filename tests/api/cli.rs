@@ -1,4 +1,4 @@
-//! The real `presenced` binary as a child process (SPEC §5): config errors stop
+//! The real `presenced` binary as a child process (docs/configuration.md): config errors stop
 //! start-up naming what is wrong, `--demo` serves the upstream page's example,
 //! and SIGTERM ends it with exit status 0.
 //!
@@ -390,7 +390,7 @@ async fn ingest_token_from_the_environment_opens_the_internal_api() {
         .send()
         .await
         .expect("request sent");
-    // SPEC §4 pins no code for a wrong bearer token; either refusal will do.
+    // docs/api.md §4 pins no code for a wrong bearer token; either refusal will do.
     assert!(
         matches!(wrong.status().as_u16(), 401 | 403),
         "{}",

@@ -1,4 +1,4 @@
-//! `users.presence`: every branch of SPEC §3.1, in order, over HTTP.
+//! `users.presence`: every branch of docs/api.md §3.1, in order, over HTTP.
 
 use crate::helpers::*;
 use reqwest::Method;

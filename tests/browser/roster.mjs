@@ -295,7 +295,8 @@ try {
   assert.deepEqual(shown, rows, 'the counts match the rows');
   const lastPoll = roster.locator('#last-poll');
   assert.match(await lastPoll.getAttribute('data-latency-ms'), /^\d+$/);
-  assert.match(await lastPoll.textContent(), /^last poll .*: \d+ ms, (304 not modified|200)/);
+  assert.match(await lastPoll.textContent(), /^last poll \d{2}:\d{2}:\d{2}: \d+ ms, (304 not modified|200)/,
+    'one 24-hour clock, as in the local-time column');
 
   step(`screenshot to ${SCREENSHOT}`);
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
@@ -314,6 +315,17 @@ try {
   await asking.goto(`${plainUrl}/`);
   assert.equal(await asking.locator('#roster').isVisible(), false);
   assert.doesNotMatch(await asking.content(), /aobEdbYhXfu5hkeqG/, 'no demo credentials outside --demo');
+  // The form's fields line up: same left edge, same width, the button under them.
+  const [idBox, tokenBox, buttonBox] = await Promise.all(
+    ['input[name="userId"]', 'input[name="authToken"]', '#login button'].map((s) => asking.locator(s).boundingBox()));
+  assert.equal(idBox.x, tokenBox.x, 'inputs share a left edge');
+  assert.equal(idBox.width, tokenBox.width, 'inputs have one width');
+  assert.equal(buttonBox.x, idBox.x, 'the button lines up with the inputs');
+  assert.ok(buttonBox.y > tokenBox.y + tokenBox.height, 'the button is below the inputs');
+  const loginShot = SCREENSHOT.replace(/\.png$/, '-login.png');
+  step(`screenshot of the login form to ${loginShot}`);
+  await asking.setViewportSize({ width: 900, height: 470 });
+  await asking.screenshot({ path: loginShot });
   await asking.locator('input[name="userId"]').fill('viewer');
   await asking.locator('input[name="authToken"]').fill('viewer-token');
   await asking.locator('#login button').click();

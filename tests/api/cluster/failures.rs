@@ -1,5 +1,5 @@
 //! What a client sees when things go wrong in cluster mode: Redis down or
-//! restarted, and every SPEC error path answered as a single process answers it.
+//! restarted, and every documented error path answered as a single process answers it.
 
 use super::{
     ready_status, replica, replica_at, replica_with, wait_for_state, wait_known, wait_ready,
