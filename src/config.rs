@@ -38,6 +38,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The `[ui]` section: pages for people.
     pub ui: UiSettings,
+    /// The `[upstream]` section: following an unmodified Rocket.Chat.
+    pub upstream: UpstreamSettings,
 }
 
 /// The `[server]` section.
@@ -148,6 +150,53 @@ pub struct UiSettings {
     pub roster: bool,
 }
 
+/// The `[upstream]` section (see `docs/rocketchat.md`). Its `Debug` never prints the token.
+/// Whether the keys fit together (a user id and token with the URL, no cluster) is checked at
+/// start-up, where the other sections are known, by [`crate::upstream::refuse_conflicts`].
+#[derive(Clone, PartialEq)]
+pub struct UpstreamSettings {
+    /// Base URL of the chat server, `http(s)://host[:port][/path]` without a trailing `/`;
+    /// `None` turns upstream mode off (`upstream.url`).
+    pub url: Option<String>,
+    /// The service account's user id (`upstream.user_id`).
+    pub user_id: Option<String>,
+    /// The service account's login or personal access token (`upstream.token`).
+    pub token: Option<String>,
+    /// How long a token the chat server accepted is trusted without asking again
+    /// (`upstream.auth_positive_ttl_secs`); also how long a logout takes to be honoured.
+    pub auth_positive_ttl: Duration,
+    /// How long a token the chat server refused stays refused (`upstream.auth_negative_ttl_secs`).
+    pub auth_negative_ttl: Duration,
+    /// Most tokens remembered (`upstream.auth_cache_size`).
+    pub auth_cache_size: usize,
+    /// First delay before reconnecting (`upstream.reconnect_min_ms`).
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnections (`upstream.reconnect_max_secs`).
+    pub reconnect_max: Duration,
+    /// Longest wait for one REST answer or WebSocket handshake (`upstream.request_timeout_secs`).
+    pub request_timeout: Duration,
+    /// Silence on the socket after which a ping is sent, and after twice which the socket is
+    /// given up (`upstream.heartbeat_secs`).
+    pub heartbeat: Duration,
+}
+
+impl fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("url", &self.url)
+            .field("user_id", &self.user_id)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("auth_positive_ttl", &self.auth_positive_ttl)
+            .field("auth_negative_ttl", &self.auth_negative_ttl)
+            .field("auth_cache_size", &self.auth_cache_size)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("request_timeout", &self.request_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
+}
+
 /// A log level, from `log.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -234,6 +283,18 @@ impl Default for Settings {
                 forwarded_for_hops: 0,
             },
             ui: UiSettings { roster: false },
+            upstream: UpstreamSettings {
+                url: None,
+                user_id: None,
+                token: None,
+                auth_positive_ttl: Duration::from_secs(60),
+                auth_negative_ttl: Duration::from_secs(10),
+                auth_cache_size: 100_000,
+                reconnect_min: Duration::from_millis(250),
+                reconnect_max: Duration::from_secs(30),
+                request_timeout: Duration::from_secs(10),
+                heartbeat: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -457,6 +518,16 @@ const KEYS: &[Key] = &[
     key("limits", "failed_auth_per_minute", Kind::Int),
     key("limits", "forwarded_for_hops", Kind::Int),
     key("ui", "roster", Kind::Bool),
+    key("upstream", "url", Kind::Str),
+    key("upstream", "user_id", Kind::Str),
+    key("upstream", "token", Kind::Str),
+    key("upstream", "auth_positive_ttl_secs", Kind::Int),
+    key("upstream", "auth_negative_ttl_secs", Kind::Int),
+    key("upstream", "auth_cache_size", Kind::Int),
+    key("upstream", "reconnect_min_ms", Kind::Int),
+    key("upstream", "reconnect_max_secs", Kind::Int),
+    key("upstream", "request_timeout_secs", Kind::Int),
+    key("upstream", "heartbeat_secs", Kind::Int),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the
@@ -559,6 +630,7 @@ struct RawSettings {
     log: RawLog,
     limits: RawLimits,
     ui: RawUi,
+    upstream: RawUpstream,
 }
 
 #[derive(Deserialize, Default)]
@@ -631,6 +703,21 @@ struct RawUi {
     roster: Option<bool>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    url: Option<String>,
+    user_id: Option<String>,
+    token: Option<String>,
+    auth_positive_ttl_secs: Option<i64>,
+    auth_negative_ttl_secs: Option<i64>,
+    auth_cache_size: Option<i64>,
+    reconnect_min_ms: Option<i64>,
+    reconnect_max_secs: Option<i64>,
+    request_timeout_secs: Option<i64>,
+    heartbeat_secs: Option<i64>,
+}
+
 const REDIS_SCHEMES: [&str; 3] = ["redis://", "rediss://", "unix://"];
 
 /// Where values came from: the file, unless `env` (`section.key` -> variable) says otherwise.
@@ -686,6 +773,7 @@ impl RawSettings {
             log,
             limits,
             ui,
+            upstream,
         } = self;
         let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
@@ -801,8 +889,71 @@ impl RawSettings {
         if let Some(v) = ui.roster {
             s.ui.roster = v;
         }
+
+        s.upstream = upstream.validate(from, s.upstream)?;
         Ok(s)
     }
+}
+
+impl RawUpstream {
+    /// Returns `defaults` with every key that was given, once checked.
+    fn validate(
+        self,
+        from: &Sources,
+        defaults: UpstreamSettings,
+    ) -> Result<UpstreamSettings, ConfigError> {
+        let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
+        let mut u = defaults;
+        if let Some(v) = self.url.filter(|u| !u.is_empty()) {
+            u.url = Some(upstream_url(from, v)?);
+        }
+        u.user_id = self.user_id.filter(|v| !v.is_empty());
+        u.token = self.token.filter(|v| !v.is_empty());
+        if let Some(v) = self.auth_positive_ttl_secs {
+            u.auth_positive_ttl = secs("upstream.auth_positive_ttl_secs", v, 1..=86_400)?;
+        }
+        // 0 remembers no refusal, though a burst of one unknown token still makes one call.
+        if let Some(v) = self.auth_negative_ttl_secs {
+            u.auth_negative_ttl = secs("upstream.auth_negative_ttl_secs", v, 0..=3600)?;
+        }
+        if let Some(v) = self.auth_cache_size {
+            u.auth_cache_size = from.int("upstream.auth_cache_size", v, 1..=10_000_000)?;
+        }
+        if let Some(v) = self.reconnect_min_ms {
+            u.reconnect_min =
+                Duration::from_millis(from.int("upstream.reconnect_min_ms", v, 10..=60_000)?);
+        }
+        if let Some(v) = self.reconnect_max_secs {
+            u.reconnect_max = secs("upstream.reconnect_max_secs", v, 1..=3600)?;
+        }
+        if let Some(v) = self.request_timeout_secs {
+            u.request_timeout = secs("upstream.request_timeout_secs", v, 1..=300)?;
+        }
+        if let Some(v) = self.heartbeat_secs {
+            u.heartbeat = secs("upstream.heartbeat_secs", v, 1..=3600)?;
+        }
+        Ok(u)
+    }
+}
+
+/// Returns the chat server's base URL without its trailing `/`, if it is `http(s)://host...`;
+/// `https` only in a build with the `upstream-tls` feature.
+fn upstream_url(from: &Sources, url: String) -> Result<String, ConfigError> {
+    let key = "upstream.url";
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", ""));
+    let tls = cfg!(feature = "upstream-tls");
+    let expected = if tls {
+        "a URL like http://rocketchat:3000 or https://chat.example.com"
+    } else {
+        "a URL like http://rocketchat:3000 (this build has no TLS: https needs the \
+         upstream-tls feature, see docs/rocketchat.md)"
+    };
+    let host_ok = !rest.is_empty() && !rest.starts_with('/');
+    let scheme_ok = scheme == "http" || (tls && scheme == "https");
+    if !(host_ok && scheme_ok && !url.contains(['?', '#', ' '])) {
+        return Err(from.bad(key, &url, "invalid", &expected));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Returns whether `origin` is `*` or `http(s)://host[:port]`, the exact form a browser sends in
@@ -886,6 +1037,20 @@ mod tests {
         ("limits.failed_auth_per_minute", "10000", "10000"),
         ("limits.forwarded_for_hops", "2", "2"),
         ("ui.roster", "YES", "true"),
+        (
+            "upstream.url",
+            "http://rocketchat:3000/",
+            r#""http://rocketchat:3000""#,
+        ),
+        ("upstream.user_id", "svc-presence", r#""svc-presence""#),
+        ("upstream.token", "pat-123", r#""pat-123""#),
+        ("upstream.auth_positive_ttl_secs", "5", "5"),
+        ("upstream.auth_negative_ttl_secs", "0", "0"),
+        ("upstream.auth_cache_size", "7", "7"),
+        ("upstream.reconnect_min_ms", "10", "10"),
+        ("upstream.reconnect_max_secs", "1", "1"),
+        ("upstream.request_timeout_secs", "2", "2"),
+        ("upstream.heartbeat_secs", "3", "3"),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -945,6 +1110,9 @@ mod tests {
         assert_eq!(s.limits.failed_auth_per_minute, 30);
         assert_eq!(s.limits.forwarded_for_hops, 0);
         assert!(!s.ui.roster);
+        assert_eq!(s.upstream.url, None);
+        assert_eq!(s.upstream.auth_positive_ttl, Duration::from_secs(60));
+        assert_eq!(s.upstream.auth_negative_ttl, Duration::from_secs(10));
         assert_eq!(Settings::load(None, env(&[])).unwrap(), s);
     }
 
@@ -1043,6 +1211,18 @@ mod tests {
                 forwarded_for_hops: 2,
             },
             ui: UiSettings { roster: true },
+            upstream: UpstreamSettings {
+                url: Some("http://rocketchat:3000".into()),
+                user_id: Some("svc-presence".into()),
+                token: Some("pat-123".into()),
+                auth_positive_ttl: Duration::from_secs(5),
+                auth_negative_ttl: Duration::ZERO,
+                auth_cache_size: 7,
+                reconnect_min: Duration::from_millis(10),
+                reconnect_max: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(2),
+                heartbeat: Duration::from_secs(3),
+            },
         };
         assert_eq!(from_file(&text).unwrap(), expected);
     }
@@ -1443,6 +1623,32 @@ mod tests {
         assert_eq!(
             format!("{:?}", IngestSettings { token: None }),
             "IngestSettings { token: None }"
+        );
+    }
+
+    #[test]
+    fn upstream_url_must_be_http_with_a_host_and_loses_its_trailing_slash() {
+        let s = from_env(&[("PRESENCED_UPSTREAM_URL", "http://chat.internal/rc/")]).unwrap();
+        assert_eq!(s.upstream.url.as_deref(), Some("http://chat.internal/rc"));
+        for bad in ["rocketchat:3000", "ftp://x", "http://", "http:///x", "http://x?y=1"] {
+            let msg = message(from_env(&[("PRESENCED_UPSTREAM_URL", bad)]));
+            assert!(
+                msg.starts_with(&format!("upstream.url = {bad:?} is invalid: expected a URL")),
+                "{msg}"
+            );
+            assert!(msg.ends_with("(from env PRESENCED_UPSTREAM_URL)"), "{msg}");
+        }
+        let https = from_env(&[("PRESENCED_UPSTREAM_URL", "https://chat.example.com")]);
+        assert_eq!(https.is_ok(), cfg!(feature = "upstream-tls"));
+    }
+
+    #[test]
+    fn debug_of_upstream_settings_does_not_print_the_token() {
+        let s = from_env(&[("PRESENCED_UPSTREAM_TOKEN", "hunter3")]).unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter3") && shown.contains("<redacted>"),
+            "{shown}"
         );
     }
 }

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
 use crate::ui::{self, Roster};
+use crate::upstream::{self, Upstream};
 use crate::{api, demo, ingest, probes};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -202,6 +203,7 @@ pub struct Application {
     snapshots: Option<Arc<SnapshotFile>>,
     snapshot_interval: Duration,
     cluster: Option<Cluster>,
+    upstream: Option<Upstream>,
 }
 
 impl Application {
@@ -214,6 +216,7 @@ impl Application {
     /// read or trusted (the file is left as it is), or the address cannot be bound.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
         refuse_cluster_conflicts(settings, demo)?;
+        upstream::refuse_conflicts(settings, demo)?;
         let mut ingest_token = settings.ingest.token.clone();
         if demo {
             ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
@@ -233,10 +236,12 @@ impl Application {
         if demo {
             demo::seed(&store);
         }
-        if ingest_token.is_none() {
+        if ingest_token.is_none() && settings.upstream.url.is_none() {
             tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
         }
         let metrics = Arc::new(Metrics::new(store.clone()).map_err(std::io::Error::other)?);
+        let upstream = Upstream::new(&settings.upstream, store.clone(), &metrics)
+            .map_err(std::io::Error::other)?;
         let observe = Observe::new(
             Arc::clone(&metrics),
             HeadLimits {
@@ -255,6 +260,7 @@ impl Application {
         .with_rate_limits(RateLimits::new(&settings.limits));
         state.persistence = snapshots.clone();
         state.cluster = cluster.clone();
+        state.upstream = upstream.clone();
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
         let mut server = HttpServer::new(move || app(&state, &observe, &options))
@@ -272,6 +278,7 @@ impl Application {
             snapshots,
             snapshot_interval: settings.persistence.interval,
             cluster,
+            upstream,
         })
     }
 
@@ -298,6 +305,7 @@ impl Application {
             Some(_) => None,
         };
         let replication = self.cluster.as_ref().map(Cluster::spawn);
+        let following = self.upstream.as_ref().map(Upstream::spawn);
         let churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
         let periodic = self
             .snapshots
@@ -306,7 +314,7 @@ impl Application {
         let served = self.server.await;
         // Nothing changes the store from here on, so the last snapshot is exact.
         // A periodic write under way finishes first: writes take turns.
-        drop((periodic, churn, sweeper, replication));
+        drop((periodic, churn, sweeper, replication, following));
         if let Some(snapshots) = &self.snapshots {
             snapshots
                 .write_in_background()
