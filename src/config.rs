@@ -1630,10 +1630,18 @@ mod tests {
     fn upstream_url_must_be_http_with_a_host_and_loses_its_trailing_slash() {
         let s = from_env(&[("PRESENCED_UPSTREAM_URL", "http://chat.internal/rc/")]).unwrap();
         assert_eq!(s.upstream.url.as_deref(), Some("http://chat.internal/rc"));
-        for bad in ["rocketchat:3000", "ftp://x", "http://", "http:///x", "http://x?y=1"] {
+        for bad in [
+            "rocketchat:3000",
+            "ftp://x",
+            "http://",
+            "http:///x",
+            "http://x?y=1",
+        ] {
             let msg = message(from_env(&[("PRESENCED_UPSTREAM_URL", bad)]));
             assert!(
-                msg.starts_with(&format!("upstream.url = {bad:?} is invalid: expected a URL")),
+                msg.starts_with(&format!(
+                    "upstream.url = {bad:?} is invalid: expected a URL"
+                )),
                 "{msg}"
             );
             assert!(msg.ends_with("(from env PRESENCED_UPSTREAM_URL)"), "{msg}");

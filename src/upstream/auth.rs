@@ -255,7 +255,11 @@ mod tests {
         let burst = (0..10).map(|_| check(&cache, &calls, "u1", "t", Verdict::Unavailable));
         let verdicts = futures_util::future::join_all(burst).await;
         assert!(verdicts.iter().all(|v| *v == Verdict::Unavailable));
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "the burst still shares one call");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the burst still shares one call"
+        );
         assert!(cache.is_empty());
         check(&cache, &calls, "u1", "t", Verdict::Unavailable).await;
         assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -282,7 +286,14 @@ mod tests {
             assert!(cache.len() <= 20, "{} held", cache.len());
         }
         // The newest verdict survived the evictions.
-        check(&cache, &calls, "u1", "t199", Verdict::Accepted(caller("u1"))).await;
+        check(
+            &cache,
+            &calls,
+            "u1",
+            "t199",
+            Verdict::Accepted(caller("u1")),
+        )
+        .await;
         assert_eq!(calls.load(Ordering::SeqCst), 200);
     }
 }

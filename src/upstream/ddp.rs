@@ -242,7 +242,9 @@ pub fn status_event(collection: &str, fields: &Value) -> Result<Option<StatusEve
     let status = status_of_code(code).ok_or_else(|| {
         bad(
             "unknown-status",
-            format!("user-status code {code}: expected 0 (offline), 1 (online), 2 (away) or 3 (busy)"),
+            format!(
+                "user-status code {code}: expected 0 (offline), 1 (online), 2 (away) or 3 (busy)"
+            ),
         )
     })?;
     Ok(Some(StatusEvent {
@@ -322,7 +324,10 @@ mod tests {
             panic!("not a result");
         };
         assert_eq!(id, "login");
-        assert!(error.unwrap().to_string().starts_with("You've been logged out"));
+        assert!(error
+            .unwrap()
+            .to_string()
+            .starts_with("You've been logged out"));
         for bad in ["{", "[1,2]", r#"{"msg":"ready"}"#, r#"{"msg":"result"}"#] {
             assert_eq!(read(bad).unwrap_err().kind, "malformed-frame", "{bad}");
         }
@@ -364,7 +369,11 @@ mod tests {
             (json!([["u1", "jane doe", 1]]), "invalid-username"),
         ] {
             let fields = json!({"eventName": "user-status", "args": args});
-            assert_eq!(status_event(STREAM, &fields).unwrap_err().kind, kind, "{args}");
+            assert_eq!(
+                status_event(STREAM, &fields).unwrap_err().kind,
+                kind,
+                "{args}"
+            );
         }
     }
 }

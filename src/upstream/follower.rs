@@ -25,7 +25,9 @@ pub async fn follow(up: Upstream) {
             Ok(never) => match never {},
             Err(why) => why,
         };
-        up.set_problem(Some(format!("upstream: not following the chat server: {why}")));
+        up.set_problem(Some(format!(
+            "upstream: not following the chat server: {why}"
+        )));
         let pause = jittered(delay);
         tracing::warn!(
             "upstream: not following {} ({why}); answers show the last known state; \
@@ -91,7 +93,9 @@ async fn session(
         };
         silent = 0;
         let received = Instant::now();
-        metrics.last_frame.set(crate::clock::wall_ms() as f64 / 1000.0);
+        metrics
+            .last_frame
+            .set(crate::clock::wall_ms() as f64 / 1000.0);
         let text = match message {
             Message::Text(text) => text,
             Message::Close(_) => return Err("the chat server closed the WebSocket".to_owned()),
@@ -141,7 +145,9 @@ async fn session(
                     "the chat server speaks no DDP version we do (it offered {version:?})"
                 ))
             }
-            Incoming::Ping { id } => send(&mut socket, Outgoing::Pong { id: id.as_deref() }).await?,
+            Incoming::Ping { id } => {
+                send(&mut socket, Outgoing::Pong { id: id.as_deref() }).await?
+            }
             Incoming::Result {
                 id,
                 error: Some(error),
@@ -153,7 +159,9 @@ async fn session(
             }
             Incoming::Nosub { id, error } if id == ddp::SUB_ID => {
                 let why = error.map_or_else(|| "no reason given".to_owned(), |e| e.to_string());
-                return Err(format!("the subscription to user-status was refused: {why}"));
+                return Err(format!(
+                    "the subscription to user-status was refused: {why}"
+                ));
             }
             Incoming::Ready { subs } if !following && subs.iter().any(|s| s == ddp::SUB_ID) => {
                 // Events from here on queue in the socket while the picture is

@@ -42,8 +42,15 @@ fn entry_of(raw: RestUser) -> Result<Entry, BadFrame> {
             format!("user {id}: status {status_name:?}: expected online, away, busy or offline"),
         )
     })?;
-    let profile = Profile::new(username, raw.name, raw.utc_offset, raw.avatar_etag, &[], true)
-        .map_err(|e| bad("invalid-profile", format!("user {id}: {e}")))?;
+    let profile = Profile::new(
+        username,
+        raw.name,
+        raw.utc_offset,
+        raw.avatar_etag,
+        &[],
+        true,
+    )
+    .map_err(|e| bad("invalid-profile", format!("user {id}: {e}")))?;
     Ok(Entry {
         id,
         profile,
@@ -82,7 +89,14 @@ pub fn resync(store: &Store, entries: Vec<Entry>, bad: &BadInput) -> Resynced {
     let mut seen = HashSet::with_capacity(entries.len());
     for entry in entries {
         seen.insert(entry.id.as_str().to_owned());
-        done.changes += write(store, entry.id, entry.profile, entry.status, entry.text, bad);
+        done.changes += write(
+            store,
+            entry.id,
+            entry.profile,
+            entry.status,
+            entry.text,
+            bad,
+        );
     }
     let mut stale = Vec::new();
     // The follower is the store's only writer, so no key moves during the walk.
@@ -130,7 +144,8 @@ pub async fn event(store: &Store, rest: &Rest, event: StatusEvent, bad: &BadInpu
         None => match rest.user_info(&id).await {
             Ok(info) => (info.utc_offset, info.avatar_etag, name.or(info.name)),
             Err(e) => {
-                let detail = format!("users.info of {id}: {e}; shown without utcOffset and avatarETag");
+                let detail =
+                    format!("users.info of {id}: {e}; shown without utcOffset and avatarETag");
                 bad.skip("user-info-failed", &detail);
                 (None, None, name)
             }

@@ -23,3 +23,4 @@ mod signals;
 mod startup;
 mod status;
 mod ui;
+mod upstream;

@@ -1,0 +1,293 @@
+//! The full picture, live events, reconnection and bad input.
+
+use super::stand_in::{user_status_frame, RcUser, StandIn};
+use super::*;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A chat server with a caller and users in every status.
+async fn chat_server() -> StandIn {
+    let upstream = StandIn::start().await;
+    upstream.add_user("caller", RcUser::new("caller", "online"));
+    let mut away = RcUser::new("u-away", "away");
+    away.status_text = "in a meeting".to_owned();
+    upstream.add_user("u-away", away);
+    let mut busy = RcUser::new("u-busy", "busy");
+    (busy.name, busy.utc_offset, busy.avatar_etag) = (None, None, None);
+    upstream.add_user("u-busy", busy);
+    upstream.add_user("u-off", RcUser::new("u-off", "offline"));
+    upstream
+}
+
+/// What presenced should show of `ids`, as the chat server holds them now.
+fn expected(upstream_users: &[(&str, RcUser)]) -> Vec<Value> {
+    let mut users: Vec<Value> = upstream_users
+        .iter()
+        .map(|(id, u)| u.presenced_json(id))
+        .collect();
+    users.sort_by(|a, b| a["_id"].as_str().cmp(&b["_id"].as_str()));
+    users
+}
+
+#[tokio::test]
+async fn the_full_picture_shows_every_user_not_offline_with_its_fields() {
+    let upstream = chat_server().await;
+    let app = following(&upstream).await;
+    let login = upstream.login("caller");
+    let full = app.full_state(&login).await;
+    let mut away = RcUser::new("u-away", "away");
+    away.status_text = "in a meeting".to_owned();
+    let mut busy = RcUser::new("u-busy", "busy");
+    (busy.name, busy.utc_offset, busy.avatar_etag) = (None, None, None);
+    let want = expected(&[
+        ("caller", RcUser::new("caller", "online")),
+        ("u-away", away),
+        ("u-busy", busy),
+    ]);
+    assert_eq!(full, want);
+    // The offline user is not in the picture, so presenced never heard of it.
+    let ids = app.presence(&login, "ids=u-off,u-away").await;
+    assert_eq!(ids.ids(), ["u-away"]);
+    assert_eq!(upstream.info_calls(), 0, "the picture carries every field");
+}
+
+#[tokio::test]
+async fn live_events_land_in_since_and_from_deltas_and_a_new_user_gets_its_profile() {
+    let upstream = chat_server().await;
+    let app = following(&upstream).await;
+    let login = upstream.login("caller");
+    let before = app.presence(&login, "").await;
+    let from = iso_ms(next_ms());
+    upstream.set_status("u-away", "online", "back");
+    upstream.set_status("u-busy", "offline", "");
+    upstream.set_status("caller", "away", "");
+    // A user presenced has not seen: its utcOffset and avatarETag come from users.info.
+    upstream.add_user("u-new", RcUser::new("u-new", "offline"));
+    upstream.set_status("u-new", "busy", "new here");
+    let since = format!("since={}", before.cursor());
+    wait_until("the events are applied", || async {
+        app.presence(&login, &since)
+            .await
+            .ids()
+            .contains(&"u-new".to_owned())
+    })
+    .await;
+    let delta = app.presence(&login, &since).await;
+    assert!(!delta.full());
+    let mut new = RcUser::new("u-new", "busy");
+    new.status_text = "new here".to_owned();
+    let mut back = RcUser::new("u-away", "online");
+    back.status_text = "back".to_owned();
+    let mut gone = RcUser::new("u-busy", "offline");
+    (gone.name, gone.utc_offset, gone.avatar_etag) = (None, None, None);
+    let want = expected(&[
+        ("caller", RcUser::new("caller", "away")),
+        ("u-away", back),
+        ("u-busy", gone),
+        ("u-new", new),
+    ]);
+    assert_eq!(sorted_users(&delta.body), want);
+    // `from` leaves the caller out, keeps the user who went offline.
+    let by_time = app.presence(&login, &format!("from={from}")).await;
+    assert_eq!(by_time.ids(), ["u-away", "u-busy", "u-new"]);
+    assert_eq!(upstream.info_calls(), 1);
+    assert_eq!(
+        metric(&app, "presenced_upstream_events_applied_total").await,
+        4.0
+    );
+    // A repeated event changes nothing visible, so no delta grows.
+    let after = app.presence(&login, &since).await;
+    upstream.set_status("u-away", "online", "back");
+    upstream.set_status("caller", "away", "");
+    wait_until("the repeats are applied", || async {
+        metric(&app, "presenced_upstream_events_applied_total").await == 6.0
+    })
+    .await;
+    let unchanged = app
+        .presence(&login, &format!("since={}", after.cursor()))
+        .await;
+    assert_eq!(unchanged.ids(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn after_a_dropped_socket_the_changes_made_meanwhile_show_in_deltas() {
+    let upstream = chat_server().await;
+    let app = following(&upstream).await;
+    let login = upstream.login("caller");
+    // Used once, so that it is cached while the chat server is away.
+    let before = app.presence(&login, "").await;
+    assert_eq!(metric(&app, "presenced_upstream_connected").await, 1.0);
+
+    upstream.go_down();
+    wait_ready_status(&app, 503).await;
+    let down = ready(&app).await;
+    assert_eq!(down.body["ready"], false);
+    let reason = down.body["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("upstream: not following the chat server"),
+        "{reason}"
+    );
+    assert_eq!(metric(&app, "presenced_upstream_connected").await, 0.0);
+    // Answers go on from the last known state.
+    assert_eq!(app.full_state(&login).await, sorted_users(&before.body));
+
+    // Changed while presenced cannot hear: one goes offline, one changes its
+    // text, one comes online for the first time.
+    upstream.set_status("u-away", "offline", "");
+    upstream.set_status("u-busy", "busy", "still busy");
+    upstream.add_user("u-off", RcUser::new("u-off", "online"));
+    upstream.come_back();
+    wait_ready_status(&app, 200).await;
+
+    let delta = app
+        .presence(&login, &format!("since={}", before.cursor()))
+        .await;
+    assert!(!delta.full());
+    assert_eq!(delta.ids(), ["u-away", "u-busy", "u-off"]);
+    assert_eq!(delta.user("u-away").expect("u-away")["status"], "offline");
+    assert_eq!(
+        delta.user("u-busy").expect("u-busy")["statusText"],
+        "still busy"
+    );
+    assert_eq!(
+        delta.user("u-off").expect("u-off"),
+        &RcUser::new("u-off", "online").presenced_json("u-off")
+    );
+    assert_eq!(
+        metric(&app, "presenced_upstream_reconnects_total").await,
+        1.0
+    );
+    assert_eq!(metric(&app, "presenced_upstream_connected").await, 1.0);
+    assert!(upstream.sockets() >= 2);
+    // And it follows live events again.
+    upstream.set_status("u-off", "away", "");
+    wait_until("the event after the reconnection is applied", || async {
+        app.presence(&login, "ids=u-off").await.body["users"][0]["status"] == "away"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_from_the_chat_server_is_counted_and_skipped_and_the_follower_goes_on() {
+    let upstream = chat_server().await;
+    // Bad users in the picture itself.
+    upstream.add_presence_entry(json!({"_id": "bad id!", "username": "x", "status": "online"}));
+    upstream.add_presence_entry(json!({"_id": "u-odd", "username": "odd", "status": "dancing"}));
+    upstream.add_presence_entry(json!({"username": "no-id"}));
+    let app = following(&upstream).await;
+    let login = upstream.login("caller");
+    let before = app.full_state(&login).await;
+    assert_eq!(before.len(), 3, "only the good users: {before:?}");
+
+    let event = |args: Value| {
+        json!({"msg": "changed", "collection": "stream-notify-logged", "id": "id",
+            "fields": {"eventName": "user-status", "args": args}})
+    };
+    for garbage in [
+        Message::Text("not json".into()),
+        Message::Text("[1,2,3]".into()),
+        Message::Text(r#"{"msg":"ready"}"#.into()),
+        Message::Binary(vec![0xde, 0xad].into()),
+        Message::Text(event(json!([["u-away", "u-away", 7]])).to_string().into()),
+        Message::Text(event(json!([["bad id!", "x", 1]])).to_string().into()),
+        Message::Text(event(json!([["u-away", "bad name", 1]])).to_string().into()),
+        Message::Text(event(json!("nope")).to_string().into()),
+    ] {
+        upstream.push(garbage);
+    }
+    // Then a good event: once it shows, every frame before it was read.
+    let mut busy = RcUser::new("u-away", "busy");
+    busy.status_text = "after the garbage".to_owned();
+    upstream.push(Message::Text(
+        user_status_frame("u-away", &busy).to_string().into(),
+    ));
+    wait_until("the good event is applied", || async {
+        app.presence(&login, "ids=u-away").await.body["users"][0]["status"] == "busy"
+    })
+    .await;
+
+    let metrics = app.metrics().await;
+    let bad = |kind: &str| {
+        sample(
+            &metrics,
+            &format!("presenced_upstream_bad_input_total{{kind=\"{kind}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(bad("malformed-frame"), 4.0);
+    assert_eq!(bad("unknown-status"), 2.0, "one in the picture, one event");
+    assert_eq!(bad("invalid-id"), 2.0, "one in the picture, one event");
+    assert_eq!(bad("invalid-username"), 1.0);
+    assert_eq!(bad("malformed-event"), 1.0);
+    assert_eq!(bad("malformed-user"), 1.0);
+    // Nothing else changed, and the follower never dropped its socket.
+    let mut after = app.full_state(&login).await;
+    let away = after
+        .iter_mut()
+        .find(|u| u["_id"] == "u-away")
+        .expect("u-away");
+    assert_eq!(away["statusText"], "after the garbage");
+    away["status"] = json!("away");
+    away["statusText"] = json!("in a meeting");
+    assert_eq!(after, before);
+    assert_eq!(upstream.sockets(), 1);
+    assert_eq!(ready(&app).await.status, 200);
+}
+
+#[tokio::test]
+async fn ready_waits_for_the_first_picture_and_names_a_refused_service_login() {
+    let upstream = chat_server().await;
+    upstream.go_down();
+    let app = spawn_following(&upstream, |_| {}).await;
+    let not_yet = ready(&app).await;
+    assert_eq!(not_yet.status, 503);
+    assert!(
+        not_yet.body["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("upstream: "),
+        "{}",
+        not_yet.body
+    );
+    upstream.come_back();
+    wait_ready_status(&app, 200).await;
+
+    let refused = chat_server().await;
+    refused.refuse_service_login();
+    let app = spawn_following(&refused, |_| {}).await;
+    wait_until("/ready names the refused login", || async {
+        let answer = ready(&app).await;
+        answer.status == 503
+            && answer.body["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("the service account's login"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn users_set_status_is_left_to_the_chat_server() {
+    let upstream = chat_server().await;
+    let app = following(&upstream).await;
+    let login = upstream.login("caller");
+    let answer = app
+        .public(
+            &login,
+            reqwest::Method::POST,
+            "/api/v1/users.setStatus",
+            Some(json!({"status": "away"})),
+        )
+        .await;
+    let error = answer.assert_error(400, "error-not-allowed");
+    assert!(error.contains("route only users.presence"), "{error}");
+    // users.getStatus reads what the chat server said.
+    let own = app
+        .public(
+            &login,
+            reqwest::Method::GET,
+            "/api/v1/users.getStatus",
+            None,
+        )
+        .await;
+    assert_eq!(own.body["status"], "online");
+}
