@@ -213,3 +213,76 @@ impl Upstream {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream_settings() -> Settings {
+        let mut settings = Settings::default();
+        settings.upstream.url = Some("http://rocketchat:3000".to_owned());
+        settings.upstream.user_id = Some("svc".to_owned());
+        settings.upstream.token = Some("tok".to_owned());
+        settings
+    }
+
+    fn refusal(settings: &Settings, demo: bool) -> String {
+        refuse_conflicts(settings, demo)
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn upstream_mode_refuses_another_source_of_truth_and_names_both_keys() {
+        assert!(refuse_conflicts(&upstream_settings(), false).is_ok());
+        assert!(refuse_conflicts(&Settings::default(), true).is_ok());
+        let mut cluster = upstream_settings();
+        cluster.cluster.redis_url = Some("redis://r".to_owned());
+        let mut ingest = upstream_settings();
+        ingest.ingest.token = Some("secret".to_owned());
+        let mut invisible = upstream_settings();
+        invisible.presence.allow_invisible = false;
+        let mut account = upstream_settings();
+        account.upstream.token = None;
+        for (settings, demo, second) in [
+            (&cluster, false, "cluster.redis_url"),
+            (&ingest, false, "ingest.token"),
+            (&upstream_settings(), true, "--demo"),
+            (&invisible, false, "presence.allow_invisible"),
+            (&account, false, "upstream.token"),
+        ] {
+            let message = refusal(settings, demo);
+            assert!(
+                message.starts_with("upstream.url cannot be combined with this: ")
+                    && message.contains(second),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_websocket_url_follows_the_base_url() {
+        let store = Store::new(&crate::store::StoreOptions::default());
+        let metrics = Metrics::new(store.clone()).unwrap();
+        let settings = upstream_settings().upstream;
+        let upstream = Upstream::new(&settings, store.clone(), &metrics)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            upstream.shared.link.websocket,
+            "ws://rocketchat:3000/websocket"
+        );
+        let mut sub = settings.clone();
+        sub.url = Some("http://chat.internal/rc".to_owned());
+        let metrics = Metrics::new(store.clone()).unwrap();
+        let upstream = Upstream::new(&sub, store.clone(), &metrics)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            upstream.shared.link.websocket,
+            "ws://chat.internal/rc/websocket"
+        );
+        let off = Settings::default().upstream;
+        assert!(Upstream::new(&off, store, &metrics).unwrap().is_none());
+    }
+}

@@ -291,3 +291,88 @@ async fn users_set_status_is_left_to_the_chat_server() {
         .await;
     assert_eq!(own.body["status"], "online");
 }
+
+#[tokio::test]
+async fn a_failing_picture_keeps_ready_at_503_until_it_is_taken() {
+    let upstream = chat_server().await;
+    upstream.fail_presence(true);
+    let app = spawn_following(&upstream, |_| {}).await;
+    wait_until("/ready names the failing route", || async {
+        let answer = ready(&app).await;
+        answer.status == 503
+            && answer.body["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("GET /api/v1/users.presence: answered 500"))
+    })
+    .await;
+    upstream.fail_presence(false);
+    wait_ready_status(&app, 200).await;
+    let login = upstream.login("caller");
+    assert_eq!(app.full_state(&login).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_new_user_whose_profile_cannot_be_read_is_shown_with_what_the_event_says() {
+    let upstream = chat_server().await;
+    let app = following(&upstream).await;
+    let login = upstream.login("caller");
+    upstream.fail_info(true);
+    upstream.add_user("u-new", RcUser::new("u-new", "offline"));
+    upstream.set_status("u-new", "online", "hi");
+    wait_until("the event is applied", || async {
+        app.presence(&login, "ids=u-new").await.ids() == ["u-new"]
+    })
+    .await;
+    let answer = app.presence(&login, "ids=u-new").await;
+    assert_eq!(
+        answer.body["users"][0],
+        json!({"_id": "u-new", "username": "u-new", "name": "Name of u-new",
+            "status": "online", "statusText": "hi"})
+    );
+    assert_eq!(
+        metric(
+            &app,
+            r#"presenced_upstream_bad_input_total{kind="user-info-failed"}"#
+        )
+        .await,
+        1.0
+    );
+    // Known now: its next event needs no lookup.
+    upstream.fail_info(false);
+    upstream.set_status("u-new", "away", "");
+    wait_until("the next event is applied", || async {
+        app.presence(&login, "ids=u-new").await.body["users"][0]["status"] == "away"
+    })
+    .await;
+    assert_eq!(upstream.info_calls(), 1, "only the one that failed");
+}
+
+#[tokio::test]
+async fn pings_are_answered_and_a_silent_socket_is_pinged_then_given_up() {
+    let upstream = chat_server().await;
+    let app = spawn_following(&upstream, |s| {
+        s.upstream.heartbeat = Duration::from_millis(200);
+    })
+    .await;
+    crate::cluster::wait_ready(&app).await;
+    upstream.push(Message::Text(r#"{"msg":"ping","id":"p-1"}"#.into()));
+    wait_until("the ping is answered", || async {
+        upstream
+            .heartbeats()
+            .contains(&json!({"msg": "pong", "id": "p-1"}))
+    })
+    .await;
+    // The stand-in goes quiet: presenced pings it, then reconnects.
+    upstream.mute(true);
+    wait_until("presenced gives the silent socket up", || async {
+        upstream.sockets() >= 2
+    })
+    .await;
+    assert!(upstream.heartbeats().contains(&json!({"msg": "ping"})));
+    upstream.mute(false);
+    wait_ready_status(&app, 200).await;
+    wait_until("the reconnection is counted", || async {
+        metric(&app, "presenced_upstream_reconnects_total").await >= 1.0
+    })
+    .await;
+}

@@ -104,6 +104,14 @@ struct Shared {
     /// open sockets are closed: the chat server is unreachable.
     down: AtomicBool,
     service_login_refused: AtomicBool,
+    /// `users.presence` answers 500 while set.
+    presence_fails: AtomicBool,
+    /// `users.info` answers 500 while set.
+    info_fails: AtomicBool,
+    /// Pings are left unanswered while set.
+    mute: AtomicBool,
+    /// Frames other than DDP's own that the bridge sent: its pings and pongs.
+    heartbeats: Mutex<Vec<Value>>,
     me_calls: AtomicUsize,
     info_calls: AtomicUsize,
     sockets: AtomicUsize,
@@ -135,6 +143,10 @@ impl StandIn {
             state: Mutex::new(State::default()),
             down: AtomicBool::new(false),
             service_login_refused: AtomicBool::new(false),
+            presence_fails: AtomicBool::new(false),
+            info_fails: AtomicBool::new(false),
+            mute: AtomicBool::new(false),
+            heartbeats: Mutex::new(Vec::new()),
             me_calls: AtomicUsize::new(0),
             info_calls: AtomicUsize::new(0),
             sockets: AtomicUsize::new(0),
@@ -221,6 +233,26 @@ impl StandIn {
         self.shared
             .service_login_refused
             .store(true, Ordering::SeqCst);
+    }
+
+    /// Makes `users.presence` answer 500 (or answer again).
+    pub fn fail_presence(&self, fail: bool) {
+        self.shared.presence_fails.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes `users.info` answer 500 (or answer again).
+    pub fn fail_info(&self, fail: bool) {
+        self.shared.info_fails.store(fail, Ordering::SeqCst);
+    }
+
+    /// Leaves pings unanswered (or answers them again).
+    pub fn mute(&self, mute: bool) {
+        self.shared.mute.store(mute, Ordering::SeqCst);
+    }
+
+    /// The pings and pongs the bridge sent so far.
+    pub fn heartbeats(&self) -> Vec<Value> {
+        self.shared.heartbeats.lock().expect("heartbeats").clone()
     }
 
     /// Calls to `GET /api/v1/me` so far.
@@ -310,9 +342,13 @@ async fn ddp(shared: Arc<Shared>, stream: TcpStream) {
                 let Message::Text(frame) = message else { continue };
                 let Ok(frame) = serde_json::from_str::<Value>(frame.as_str()) else { continue };
                 let id = frame["id"].clone();
+                if matches!(frame["msg"].as_str(), Some("ping" | "pong")) {
+                    shared.heartbeats.lock().expect("heartbeats").push(frame.clone());
+                }
                 let replies = match frame["msg"].as_str() {
                     // `{"msg":"connected","session":".."}`
                     Some("connect") => vec![json!({"msg": "connected", "session": "stand-in-session"})],
+                    Some("ping") if shared.mute.load(Ordering::SeqCst) => vec![],
                     // `{"msg":"pong","id"?:..}` echoes the ping's id.
                     Some("ping") if id.is_null() => vec![json!({"msg": "pong"})],
                     Some("ping") => vec![json!({"msg": "pong", "id": id})],
@@ -422,6 +458,9 @@ async fn answer(
     let token = headers.get("x-auth-token").map(String::as_str);
     let service = user_id == Some(SERVICE_ID) && token == Some(SERVICE_TOKEN);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/api/v1/users.info" {
+        shared.info_calls.fetch_add(1, Ordering::SeqCst);
+    }
     match path {
         // `/me`: the caller's own user at the top level
         // (RocketChat/docs-old, guides/api-guides/rest-api/authentication/me.md).
@@ -445,6 +484,15 @@ async fn answer(
         }
         _ if !service => unauthorized(),
         // No parameters: every user not offline, `full: true` (users.ts).
+        "/api/v1/users.presence" | "/api/v1/users.info"
+            if shared.presence_fails.load(Ordering::SeqCst) && path.ends_with("presence")
+                || shared.info_fails.load(Ordering::SeqCst) && path.ends_with("info") =>
+        {
+            (
+                "500 Internal Server Error",
+                json!({"success": false, "error": "Internal server error"}),
+            )
+        }
         "/api/v1/users.presence" => {
             let state = shared.state.lock().expect("stand-in state");
             let mut users: Vec<Value> = state
@@ -462,7 +510,6 @@ async fn answer(
         // `{"user": {...}, "success": true}`; the default fields include
         // utcOffset and avatarETag (getFullUserData.ts, `defaultFields`).
         "/api/v1/users.info" => {
-            shared.info_calls.fetch_add(1, Ordering::SeqCst);
             let id = query.strip_prefix("userId=").unwrap_or_default();
             let state = shared.state.lock().expect("stand-in state");
             match state.users.get(id) {
