@@ -86,6 +86,8 @@ fn status_code(status: &str) -> u8 {
 #[derive(Debug, Clone)]
 enum Push {
     Frame(Message),
+    /// Frames written together and flushed once, as a busy server writes them.
+    Batch(Arc<Vec<Message>>),
     Close,
 }
 
@@ -151,7 +153,7 @@ impl StandIn {
             info_calls: AtomicUsize::new(0),
             sockets: AtomicUsize::new(0),
             me_delay: Duration::from_millis(200),
-            pushes: broadcast::channel(1024).0,
+            pushes: broadcast::channel(65_536).0,
         });
         let serving = Arc::clone(&shared);
         let server = tokio::spawn(async move {
@@ -190,6 +192,11 @@ impl StandIn {
     pub fn push(&self, frame: Message) {
         // No socket subscribed (the link is down) is fine: nobody hears it.
         let _ = self.shared.pushes.send(Push::Frame(frame));
+    }
+
+    /// Sends `frames` to every subscribed socket in one write.
+    pub fn push_batch(&self, frames: Vec<Message>) {
+        let _ = self.shared.pushes.send(Push::Batch(Arc::new(frames)));
     }
 
     /// Adds `entry` to every later `users.presence` answer.
@@ -396,7 +403,17 @@ async fn ddp(shared: Arc<Shared>, stream: TcpStream) {
                         return;
                     }
                 }
-                Ok(Push::Frame(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(Push::Batch(frames)) if subscribed => {
+                    for frame in frames.iter() {
+                        if socket.feed(frame.clone()).await.is_err() {
+                            return;
+                        }
+                    }
+                    if socket.flush().await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Push::Frame(_) | Push::Batch(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Ok(Push::Close) | Err(broadcast::error::RecvError::Closed) => {
                     let _ = socket.close(None).await;
                     return;
