@@ -211,3 +211,17 @@ async fn session(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jittered_delay_lies_between_half_the_delay_and_the_delay() {
+        let delay = Duration::from_millis(1000);
+        for _ in 0..1000 {
+            let pause = jittered(delay);
+            assert!(pause >= delay / 2 && pause <= delay, "{pause:?}");
+        }
+    }
+}

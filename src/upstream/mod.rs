@@ -170,7 +170,9 @@ impl Upstream {
                 rest,
                 store,
                 metrics: upstream_metrics,
-                problem: Mutex::new(Some(format!("upstream: not yet loaded from {url}"))),
+                problem: Mutex::new(Some(
+                    "upstream: the chat server's full picture is not taken yet".to_owned(),
+                )),
             }),
         }))
     }

@@ -197,3 +197,69 @@ fn applied(store: &Store, op: Op, bad: &BadInput) -> usize {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use crate::upstream::metrics::UpstreamMetrics;
+    use serde_json::json;
+
+    fn entries(raw: Value, bad: &BadInput) -> Vec<Entry> {
+        picture(raw.as_array().cloned().unwrap_or_default(), bad)
+    }
+
+    fn status(store: &Store, id: &str) -> Option<Status> {
+        store.status_of(id).map(|s| s.status)
+    }
+
+    #[test]
+    fn a_picture_taken_again_writes_only_what_changed_and_sets_the_missing_offline() {
+        let store = Store::new(&StoreOptions::default());
+        let metrics = UpstreamMetrics::new().unwrap();
+        let bad = &metrics.bad_input;
+        let first = json!([
+            {"_id": "a", "username": "a", "status": "online", "utcOffset": 1},
+            {"_id": "b", "username": "b", "status": "away", "statusText": "lunch"},
+            {"_id": "c", "username": "c", "status": "busy"},
+        ]);
+        let done = resync(&store, entries(first.clone(), bad), bad);
+        assert_eq!(done.online, 3);
+        // Each new user: created, then its status set.
+        assert_eq!(done.changes, 6);
+        assert_eq!(resync(&store, entries(first, bad), bad).changes, 0);
+
+        let cursor = store.cursor();
+        let second = json!([
+            {"_id": "a", "username": "a", "status": "online", "utcOffset": 1},
+            {"_id": "b", "username": "b", "status": "away", "statusText": "back soon"},
+        ]);
+        let done = resync(&store, entries(second, bad), bad);
+        assert_eq!(done.changes, 2, "b's text, c offline");
+        assert_eq!(status(&store, "c"), Some(Status::Offline));
+        let changed: Vec<String> = store
+            .changed_since_by_scan(cursor)
+            .iter()
+            .map(|u| u.id().to_owned())
+            .collect();
+        assert_eq!(changed.len(), 2, "{changed:?}");
+    }
+
+    #[test]
+    fn unusable_users_of_a_picture_are_skipped_and_counted_by_kind() {
+        let metrics = UpstreamMetrics::new().unwrap();
+        let bad = &metrics.bad_input;
+        let raw = json!([
+            {"_id": "ok", "username": "ok", "status": "disabled"},
+            {"_id": "no-name", "status": "online"},
+            {"_id": "far", "username": "far", "status": "online", "utcOffset": 99},
+            "not a user",
+        ]);
+        let kept = entries(raw, bad);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].status, Status::Offline, "disabled shows offline");
+        assert_eq!(bad.count("invalid-username"), 1);
+        assert_eq!(bad.count("invalid-profile"), 1);
+        assert_eq!(bad.count("malformed-user"), 1);
+    }
+}

@@ -255,14 +255,7 @@ async fn ready_waits_for_the_first_picture_and_names_a_refused_service_login() {
     let refused = chat_server().await;
     refused.refuse_service_login();
     let app = spawn_following(&refused, |_| {}).await;
-    wait_until("/ready names the refused login", || async {
-        let answer = ready(&app).await;
-        answer.status == 503
-            && answer.body["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("the service account's login"))
-    })
-    .await;
+    wait_not_ready_because(&app, "the service account's login").await;
 }
 
 #[tokio::test]
@@ -297,14 +290,7 @@ async fn a_failing_picture_keeps_ready_at_503_until_it_is_taken() {
     let upstream = chat_server().await;
     upstream.fail_presence(true);
     let app = spawn_following(&upstream, |_| {}).await;
-    wait_until("/ready names the failing route", || async {
-        let answer = ready(&app).await;
-        answer.status == 503
-            && answer.body["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("GET /api/v1/users.presence: answered 500"))
-    })
-    .await;
+    wait_not_ready_because(&app, "GET /api/v1/users.presence: answered 500").await;
     upstream.fail_presence(false);
     wait_ready_status(&app, 200).await;
     let login = upstream.login("caller");

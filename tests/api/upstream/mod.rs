@@ -46,6 +46,18 @@ pub async fn wait_ready_status(app: &TestApp, status: u16) {
     .await;
 }
 
+/// Polls until `/ready` answers 503 with a reason that contains `why`.
+pub async fn wait_not_ready_because(app: &TestApp, why: &str) {
+    wait_until(&format!("/ready answers 503 because {why}"), || async {
+        let answer = ready(app).await;
+        answer.status == 503
+            && answer.body["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains(why))
+    })
+    .await;
+}
+
 /// The value of metric `series` now (0 when absent).
 pub async fn metric(app: &TestApp, series: &str) -> f64 {
     sample(&app.metrics().await, series).unwrap_or(0.0)
