@@ -362,3 +362,27 @@ async fn pings_are_answered_and_a_silent_socket_is_pinged_then_given_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn upstream_mode_with_another_source_of_truth_stops_start_up_naming_both_keys() {
+    let mut settings = test_settings();
+    settings.upstream.url = Some("http://127.0.0.1:1".to_owned());
+    settings.upstream.user_id = Some("svc".to_owned());
+    settings.upstream.token = Some("tok".to_owned());
+    // test_settings has an ingest token.
+    let error = presenced::Application::build(&settings, false)
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("upstream.url cannot be combined with this: ingest.token is set"),
+        "{message}"
+    );
+    settings.ingest.token = None;
+    settings.upstream.token = None;
+    let message = presenced::Application::build(&settings, false)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(message.contains("upstream.token"), "{message}");
+}
