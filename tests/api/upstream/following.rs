@@ -183,7 +183,8 @@ async fn bad_input_from_the_chat_server_is_counted_and_skipped_and_the_follower_
         json!({"msg": "changed", "collection": "stream-notify-logged", "id": "id",
             "fields": {"eventName": "user-status", "args": args}})
     };
-    for garbage in [
+    // All in one write, as a busy server sends frames.
+    upstream.push_batch(vec![
         Message::Text("not json".into()),
         Message::Text("[1,2,3]".into()),
         Message::Text(r#"{"msg":"ready"}"#.into()),
@@ -192,9 +193,7 @@ async fn bad_input_from_the_chat_server_is_counted_and_skipped_and_the_follower_
         Message::Text(event(json!([["bad id!", "x", 1]])).to_string().into()),
         Message::Text(event(json!([["u-away", "bad name", 1]])).to_string().into()),
         Message::Text(event(json!("nope")).to_string().into()),
-    ] {
-        upstream.push(garbage);
-    }
+    ]);
     // Then a good event: once it shows, every frame before it was read.
     let mut busy = RcUser::new("u-away", "busy");
     busy.status_text = "after the garbage".to_owned();
