@@ -152,7 +152,7 @@ pub struct UiSettings {
 
 /// The `[upstream]` section (see `docs/rocketchat.md`). Its `Debug` never prints the token.
 /// Whether the keys fit together (a user id and token with the URL, no cluster) is checked at
-/// start-up, where the other sections are known, by [`crate::upstream::refuse_conflicts`].
+/// start-up, where the other sections are known, by [`crate::upstream::conflict`].
 #[derive(Clone, PartialEq)]
 pub struct UpstreamSettings {
     /// Base URL of the chat server, `http(s)://host[:port][/path]` without a trailing `/`;

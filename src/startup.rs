@@ -107,10 +107,15 @@ fn refuse_cluster_conflicts(settings: &Settings, demo: bool) -> std::io::Result<
     } else {
         None
     };
+    refuse("cluster.redis_url", conflict)
+}
+
+/// The start-up error for `key` set together with what `conflict` names, if anything.
+fn refuse(key: &str, conflict: Option<&str>) -> std::io::Result<()> {
     match conflict {
         Some(why) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("cluster.redis_url cannot be combined with this: {why}"),
+            format!("{key} cannot be combined with this: {why}"),
         )),
         None => Ok(()),
     }
@@ -216,7 +221,7 @@ impl Application {
     /// read or trusted (the file is left as it is), or the address cannot be bound.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
         refuse_cluster_conflicts(settings, demo)?;
-        upstream::refuse_conflicts(settings, demo)?;
+        refuse("upstream.url", upstream::conflict(settings, demo))?;
         let mut ingest_token = settings.ingest.token.clone();
         if demo {
             ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());

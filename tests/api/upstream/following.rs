@@ -5,16 +5,26 @@ use super::*;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+/// A user with every field set and this status text.
+fn with_text(id: &str, status: &'static str, text: &str) -> RcUser {
+    let mut user = RcUser::new(id, status);
+    user.status_text = text.to_owned();
+    user
+}
+
+/// A user with nothing but its username and status.
+fn bare(id: &str, status: &'static str) -> RcUser {
+    let mut user = RcUser::new(id, status);
+    (user.name, user.utc_offset, user.avatar_etag) = (None, None, None);
+    user
+}
+
 /// A chat server with a caller and users in every status.
 async fn chat_server() -> StandIn {
     let upstream = StandIn::start().await;
     upstream.add_user("caller", RcUser::new("caller", "online"));
-    let mut away = RcUser::new("u-away", "away");
-    away.status_text = "in a meeting".to_owned();
-    upstream.add_user("u-away", away);
-    let mut busy = RcUser::new("u-busy", "busy");
-    (busy.name, busy.utc_offset, busy.avatar_etag) = (None, None, None);
-    upstream.add_user("u-busy", busy);
+    upstream.add_user("u-away", with_text("u-away", "away", "in a meeting"));
+    upstream.add_user("u-busy", bare("u-busy", "busy"));
     upstream.add_user("u-off", RcUser::new("u-off", "offline"));
     upstream
 }
@@ -35,14 +45,10 @@ async fn the_full_picture_shows_every_user_not_offline_with_its_fields() {
     let app = following(&upstream).await;
     let login = upstream.login("caller");
     let full = app.full_state(&login).await;
-    let mut away = RcUser::new("u-away", "away");
-    away.status_text = "in a meeting".to_owned();
-    let mut busy = RcUser::new("u-busy", "busy");
-    (busy.name, busy.utc_offset, busy.avatar_etag) = (None, None, None);
     let want = expected(&[
         ("caller", RcUser::new("caller", "online")),
-        ("u-away", away),
-        ("u-busy", busy),
+        ("u-away", with_text("u-away", "away", "in a meeting")),
+        ("u-busy", bare("u-busy", "busy")),
     ]);
     assert_eq!(full, want);
     // The offline user is not in the picture, so presenced never heard of it.
@@ -74,17 +80,11 @@ async fn live_events_land_in_since_and_from_deltas_and_a_new_user_gets_its_profi
     .await;
     let delta = app.presence(&login, &since).await;
     assert!(!delta.full());
-    let mut new = RcUser::new("u-new", "busy");
-    new.status_text = "new here".to_owned();
-    let mut back = RcUser::new("u-away", "online");
-    back.status_text = "back".to_owned();
-    let mut gone = RcUser::new("u-busy", "offline");
-    (gone.name, gone.utc_offset, gone.avatar_etag) = (None, None, None);
     let want = expected(&[
         ("caller", RcUser::new("caller", "away")),
-        ("u-away", back),
-        ("u-busy", gone),
-        ("u-new", new),
+        ("u-away", with_text("u-away", "online", "back")),
+        ("u-busy", bare("u-busy", "offline")),
+        ("u-new", with_text("u-new", "busy", "new here")),
     ]);
     assert_eq!(sorted_users(&delta.body), want);
     // `from` leaves the caller out, keeps the user who went offline.
@@ -195,8 +195,7 @@ async fn bad_input_from_the_chat_server_is_counted_and_skipped_and_the_follower_
         Message::Text(event(json!("nope")).to_string().into()),
     ]);
     // Then a good event: once it shows, every frame before it was read.
-    let mut busy = RcUser::new("u-away", "busy");
-    busy.status_text = "after the garbage".to_owned();
+    let busy = with_text("u-away", "busy", "after the garbage");
     upstream.push(Message::Text(
         user_status_frame("u-away", &busy).to_string().into(),
     ));
