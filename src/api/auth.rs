@@ -77,8 +77,8 @@ async fn authenticate_upstream(
     match upstream.authenticate(id, token).await {
         Verdict::Accepted(caller) => Ok(caller),
         Verdict::Refused => Err(state.limits.failed_login(req)),
-        // Not a 401: clients log their user out on a 401, and the token may
-        // well be valid. Nobody is let in either way.
+        // Not a 401, which says the session is dead (a client may log its user
+        // out on it) while the token may well be valid. Nobody is let in either way.
         Verdict::Unavailable => Err(ApiError::unavailable(
             "the chat server cannot be reached to check this login; retry shortly",
         )),
