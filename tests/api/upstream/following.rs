@@ -91,10 +91,11 @@ async fn live_events_land_in_since_and_from_deltas_and_a_new_user_gets_its_profi
     let by_time = app.presence(&login, &format!("from={from}")).await;
     assert_eq!(by_time.ids(), ["u-away", "u-busy", "u-new"]);
     assert_eq!(upstream.info_calls(), 1);
-    assert_eq!(
-        metric(&app, "presenced_upstream_events_applied_total").await,
-        4.0
-    );
+    // Counted just after its writes show: waited for, not raced.
+    wait_until("the four events are counted", || async {
+        metric(&app, "presenced_upstream_events_applied_total").await == 4.0
+    })
+    .await;
     // A repeated event changes nothing visible, so no delta grows.
     let after = app.presence(&login, &since).await;
     upstream.set_status("u-away", "online", "back");
