@@ -17,6 +17,8 @@
 //!   limits, rate-limit answers, and the middleware that measures and logs every request.
 //! - [`cluster`]: cluster mode (`cluster.redis_url`): writes as Lua scripts in a shared
 //!   Redis, a change stream every replica follows into its own store, expiry swept there.
+//! - [`upstream`]: upstream mode (`upstream.url`): an unmodified Rocket.Chat followed over its
+//!   realtime API into the store, and clients' tokens checked with it.
 //! - [`persistence`]: the snapshot file, written every interval and on shutdown, loaded at start.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry: requests, latencies, refusals, the store's figures.
@@ -46,6 +48,7 @@ pub mod rate_limit;
 pub mod startup;
 pub mod store;
 pub mod ui;
+pub mod upstream;
 
 pub use config::Settings;
 pub use startup::Application;

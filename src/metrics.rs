@@ -115,6 +115,14 @@ impl Metrics {
         self.rejected.with_label_values(&[reason]).inc();
     }
 
+    /// Adds `collector` (another part's metrics, such as upstream mode's) to the registry.
+    ///
+    /// # Errors
+    /// When one of its names is taken or invalid.
+    pub fn register(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// Returns the text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = String::with_capacity(8192);

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
 use crate::ui::{self, Roster};
+use crate::upstream::{self, Upstream};
 use crate::{api, demo, ingest, probes};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -106,10 +107,15 @@ fn refuse_cluster_conflicts(settings: &Settings, demo: bool) -> std::io::Result<
     } else {
         None
     };
+    refuse("cluster.redis_url", conflict)
+}
+
+/// The start-up error for `key` set together with what `conflict` names, if anything.
+fn refuse(key: &str, conflict: Option<&str>) -> std::io::Result<()> {
     match conflict {
         Some(why) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("cluster.redis_url cannot be combined with this: {why}"),
+            format!("{key} cannot be combined with this: {why}"),
         )),
         None => Ok(()),
     }
@@ -209,6 +215,7 @@ pub struct Application {
     snapshots: Option<Arc<SnapshotFile>>,
     snapshot_interval: Duration,
     cluster: Option<Cluster>,
+    upstream: Option<Upstream>,
 }
 
 impl Application {
@@ -221,6 +228,7 @@ impl Application {
     /// read or trusted (the file is left as it is), or the address cannot be bound.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
         refuse_cluster_conflicts(settings, demo)?;
+        refuse("upstream.url", upstream::conflict(settings, demo))?;
         let mut ingest_token = settings.ingest.token.clone();
         if demo {
             ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
@@ -244,13 +252,15 @@ impl Application {
         if demo {
             demo::seed(&store);
         }
-        if ingest_token.is_none() {
+        if ingest_token.is_none() && settings.upstream.url.is_none() {
             tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
         }
         let metrics = Arc::new(
             Metrics::new(store.clone())
                 .map_err(|e| std::io::Error::other(format!("registering the metrics: {e}")))?,
         );
+        let upstream = Upstream::new(&settings.upstream, store.clone(), &metrics)
+            .map_err(|e| std::io::Error::other(format!("preparing upstream mode: {e}")))?;
         let observe = Observe::new(
             Arc::clone(&metrics),
             HeadLimits {
@@ -269,6 +279,7 @@ impl Application {
         .with_rate_limits(RateLimits::new(&settings.limits));
         state.persistence = snapshots.clone();
         state.cluster = cluster.clone();
+        state.upstream = upstream.clone();
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
         let mut server = HttpServer::new(move || app(&state, &observe, &options))
@@ -289,6 +300,7 @@ impl Application {
             snapshots,
             snapshot_interval: settings.persistence.interval,
             cluster,
+            upstream,
         })
     }
 
@@ -315,6 +327,7 @@ impl Application {
             Some(_) => None,
         };
         let replication = self.cluster.as_ref().map(Cluster::spawn);
+        let following = self.upstream.as_ref().map(Upstream::spawn);
         let churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
         let periodic = self
             .snapshots
@@ -323,7 +336,7 @@ impl Application {
         let served = self.server.await;
         // Nothing changes the store from here on, so the last snapshot is exact.
         // A periodic write under way finishes first: writes take turns.
-        drop((periodic, churn, sweeper, replication));
+        drop((periodic, churn, sweeper, replication, following));
         if let Some(snapshots) = &self.snapshots {
             snapshots
                 .write_in_background()

@@ -316,7 +316,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
 /// The answer to a `GET`: the one code both ways of reaching it share.
 pub async fn answer_get(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(req, state)?;
+    let caller = authenticate(req, state).await?;
     let params = PresenceParams::from_query(req.query_string());
     respond(req, state, &caller.id, params).await
 }

@@ -137,6 +137,16 @@ pub(super) const KEYS: &[Key] = &[
     key("limits", "failed_auth_per_minute", Kind::Int),
     key("limits", "forwarded_for_hops", Kind::Int),
     key("ui", "roster", Kind::Bool),
+    key("upstream", "url", Kind::Str),
+    key("upstream", "user_id", Kind::Str),
+    key("upstream", "token", Kind::Str),
+    key("upstream", "auth_positive_ttl_secs", Kind::Int),
+    key("upstream", "auth_negative_ttl_secs", Kind::Int),
+    key("upstream", "auth_cache_size", Kind::Int),
+    key("upstream", "reconnect_min_ms", Kind::Int),
+    key("upstream", "reconnect_max_secs", Kind::Int),
+    key("upstream", "request_timeout_secs", Kind::Int),
+    key("upstream", "heartbeat_secs", Kind::Int),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the

@@ -46,6 +46,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The `[ui]` section: pages for people.
     pub ui: UiSettings,
+    /// The `[upstream]` section: following an unmodified Rocket.Chat.
+    pub upstream: UpstreamSettings,
 }
 
 /// The `[server]` section.
@@ -156,6 +158,53 @@ pub struct UiSettings {
     pub roster: bool,
 }
 
+/// The `[upstream]` section (see `docs/rocketchat.md`). Its `Debug` never prints the token.
+/// Whether the keys fit together (a user id and token with the URL, no cluster) is checked at
+/// start-up, where the other sections are known, by [`crate::upstream::conflict`].
+#[derive(Clone, PartialEq)]
+pub struct UpstreamSettings {
+    /// Base URL of the chat server, `http(s)://host[:port][/path]` without a trailing `/`;
+    /// `None` turns upstream mode off (`upstream.url`).
+    pub url: Option<String>,
+    /// The service account's user id (`upstream.user_id`).
+    pub user_id: Option<String>,
+    /// The service account's login or personal access token (`upstream.token`).
+    pub token: Option<String>,
+    /// How long a token the chat server accepted is trusted without asking again
+    /// (`upstream.auth_positive_ttl_secs`); also how long a logout takes to be honoured.
+    pub auth_positive_ttl: Duration,
+    /// How long a token the chat server refused stays refused (`upstream.auth_negative_ttl_secs`).
+    pub auth_negative_ttl: Duration,
+    /// Most tokens remembered (`upstream.auth_cache_size`).
+    pub auth_cache_size: usize,
+    /// First delay before reconnecting (`upstream.reconnect_min_ms`).
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnections (`upstream.reconnect_max_secs`).
+    pub reconnect_max: Duration,
+    /// Longest wait for one REST answer or WebSocket handshake (`upstream.request_timeout_secs`).
+    pub request_timeout: Duration,
+    /// Silence on the socket after which a ping is sent, and after twice which the socket is
+    /// given up (`upstream.heartbeat_secs`).
+    pub heartbeat: Duration,
+}
+
+impl fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("url", &self.url)
+            .field("user_id", &self.user_id)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("auth_positive_ttl", &self.auth_positive_ttl)
+            .field("auth_negative_ttl", &self.auth_negative_ttl)
+            .field("auth_cache_size", &self.auth_cache_size)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("request_timeout", &self.request_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
+}
+
 /// A log level, from `log.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -242,6 +291,18 @@ impl Default for Settings {
                 forwarded_for_hops: 0,
             },
             ui: UiSettings { roster: false },
+            upstream: UpstreamSettings {
+                url: None,
+                user_id: None,
+                token: None,
+                auth_positive_ttl: Duration::from_secs(60),
+                auth_negative_ttl: Duration::from_secs(10),
+                auth_cache_size: 100_000,
+                reconnect_min: Duration::from_millis(250),
+                reconnect_max: Duration::from_secs(30),
+                request_timeout: Duration::from_secs(10),
+                heartbeat: Duration::from_secs(30),
+            },
         }
     }
 }

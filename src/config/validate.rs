@@ -1,7 +1,7 @@
 //! The raw layer (what the file and the environment said, deserialized) and its validation
 //! into [`Settings`], each bad value named with its key, its source and what would be valid.
 
-use super::{ConfigError, LogFormat, LogLevel, Settings};
+use super::{ConfigError, LogFormat, LogLevel, Settings, UpstreamSettings};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +25,7 @@ pub(super) struct RawSettings {
     log: RawLog,
     limits: RawLimits,
     ui: RawUi,
+    upstream: RawUpstream,
 }
 
 #[derive(Deserialize, Default)]
@@ -97,6 +98,21 @@ struct RawUi {
     roster: Option<bool>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    url: Option<String>,
+    user_id: Option<String>,
+    token: Option<String>,
+    auth_positive_ttl_secs: Option<i64>,
+    auth_negative_ttl_secs: Option<i64>,
+    auth_cache_size: Option<i64>,
+    reconnect_min_ms: Option<i64>,
+    reconnect_max_secs: Option<i64>,
+    request_timeout_secs: Option<i64>,
+    heartbeat_secs: Option<i64>,
+}
+
 const REDIS_SCHEMES: [&str; 3] = ["redis://", "rediss://", "unix://"];
 
 /// Where values came from: the file, unless `env` (`section.key` -> variable) says otherwise.
@@ -152,6 +168,7 @@ impl RawSettings {
             log,
             limits,
             ui,
+            upstream,
         } = self;
         let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
@@ -267,8 +284,71 @@ impl RawSettings {
         if let Some(v) = ui.roster {
             s.ui.roster = v;
         }
+
+        s.upstream = upstream.validate(from, s.upstream)?;
         Ok(s)
     }
+}
+
+impl RawUpstream {
+    /// Returns `defaults` with every key that was given, once checked.
+    fn validate(
+        self,
+        from: &Sources,
+        defaults: UpstreamSettings,
+    ) -> Result<UpstreamSettings, ConfigError> {
+        let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
+        let mut u = defaults;
+        if let Some(v) = self.url.filter(|u| !u.is_empty()) {
+            u.url = Some(upstream_url(from, v)?);
+        }
+        u.user_id = self.user_id.filter(|v| !v.is_empty());
+        u.token = self.token.filter(|v| !v.is_empty());
+        if let Some(v) = self.auth_positive_ttl_secs {
+            u.auth_positive_ttl = secs("upstream.auth_positive_ttl_secs", v, 1..=86_400)?;
+        }
+        // 0 remembers no refusal, though a burst of one unknown token still makes one call.
+        if let Some(v) = self.auth_negative_ttl_secs {
+            u.auth_negative_ttl = secs("upstream.auth_negative_ttl_secs", v, 0..=3600)?;
+        }
+        if let Some(v) = self.auth_cache_size {
+            u.auth_cache_size = from.int("upstream.auth_cache_size", v, 1..=10_000_000)?;
+        }
+        if let Some(v) = self.reconnect_min_ms {
+            u.reconnect_min =
+                Duration::from_millis(from.int("upstream.reconnect_min_ms", v, 10..=60_000)?);
+        }
+        if let Some(v) = self.reconnect_max_secs {
+            u.reconnect_max = secs("upstream.reconnect_max_secs", v, 1..=3600)?;
+        }
+        if let Some(v) = self.request_timeout_secs {
+            u.request_timeout = secs("upstream.request_timeout_secs", v, 1..=300)?;
+        }
+        if let Some(v) = self.heartbeat_secs {
+            u.heartbeat = secs("upstream.heartbeat_secs", v, 1..=3600)?;
+        }
+        Ok(u)
+    }
+}
+
+/// Returns the chat server's base URL without its trailing `/`, if it is `http(s)://host...`;
+/// `https` only in a build with the `upstream-tls` feature.
+fn upstream_url(from: &Sources, url: String) -> Result<String, ConfigError> {
+    let key = "upstream.url";
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", ""));
+    let tls = cfg!(feature = "upstream-tls");
+    let expected = if tls {
+        "a URL like http://rocketchat:3000 or https://chat.example.com"
+    } else {
+        "a URL like http://rocketchat:3000 (this build has no TLS: https needs the \
+         upstream-tls feature, see docs/rocketchat.md)"
+    };
+    let host_ok = !rest.is_empty() && !rest.starts_with('/');
+    let scheme_ok = scheme == "http" || (tls && scheme == "https");
+    if !(host_ok && scheme_ok && !url.contains(['?', '#', ' '])) {
+        return Err(from.bad(key, &url, "invalid", &expected));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Returns whether `origin` is `*` or `http(s)://host[:port]`, the exact form a browser sends in

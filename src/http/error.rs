@@ -254,6 +254,11 @@ impl ApiError {
         )
     }
 
+    /// 400 `error-not-allowed`: what this deployment leaves to another service.
+    pub fn not_allowed(message: impl Into<Cow<'static, str>>) -> ApiError {
+        ApiError::typed(StatusCode::BAD_REQUEST, "error-not-allowed", message)
+    }
+
     /// Returns the `errorType` of the body, if it has one.
     pub fn error_type(&self) -> Option<&'static str> {
         match self.kind {

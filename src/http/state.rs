@@ -9,6 +9,7 @@ use crate::domain::{Status, StatusText, UserId};
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{Applied, Op, Store};
+use crate::upstream::Upstream;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub persistence: Option<Arc<SnapshotFile>>,
     /// Cluster mode: writes go through Redis, and the store follows it.
     pub cluster: Option<Cluster>,
+    /// Upstream mode: the chat server feeds the store and checks tokens.
+    pub upstream: Option<Upstream>,
     /// SHA-256 of the ingest token; `None` disables the internal API.
     ingest_token_hash: Option<[u8; 32]>,
 }
@@ -56,6 +59,7 @@ impl AppState {
             limits: RateLimits::default(),
             persistence: None,
             cluster: None,
+            upstream: None,
             ingest_token_hash: ingest_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
     }

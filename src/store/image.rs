@@ -196,6 +196,11 @@ impl Store {
         Ok(())
     }
 
+    /// Returns the user's image (refresh times as 0), if the user exists.
+    pub fn image_of(&self, id: &str) -> Option<UserImage> {
+        self.shared.with_user(id, |r| r.image(|_| 0))
+    }
+
     /// Returns a number that grows whenever any user changes in any way,
     /// visible or not (a heartbeat, a token): if it is the same at two
     /// moments, no user changed between them.

@@ -24,3 +24,4 @@ mod signals;
 mod startup;
 mod status;
 mod ui;
+mod upstream;

@@ -48,6 +48,20 @@ pub(super) const SAMPLES: &[(&str, &str, &str)] = &[
     ("limits.failed_auth_per_minute", "10000", "10000"),
     ("limits.forwarded_for_hops", "2", "2"),
     ("ui.roster", "YES", "true"),
+    (
+        "upstream.url",
+        "http://rocketchat:3000/",
+        r#""http://rocketchat:3000""#,
+    ),
+    ("upstream.user_id", "svc-presence", r#""svc-presence""#),
+    ("upstream.token", "pat-123", r#""pat-123""#),
+    ("upstream.auth_positive_ttl_secs", "5", "5"),
+    ("upstream.auth_negative_ttl_secs", "0", "0"),
+    ("upstream.auth_cache_size", "7", "7"),
+    ("upstream.reconnect_min_ms", "10", "10"),
+    ("upstream.reconnect_max_secs", "1", "1"),
+    ("upstream.request_timeout_secs", "2", "2"),
+    ("upstream.heartbeat_secs", "3", "3"),
 ];
 
 pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -107,6 +121,9 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.limits.failed_auth_per_minute, 30);
     assert_eq!(s.limits.forwarded_for_hops, 0);
     assert!(!s.ui.roster);
+    assert_eq!(s.upstream.url, None);
+    assert_eq!(s.upstream.auth_positive_ttl, Duration::from_secs(60));
+    assert_eq!(s.upstream.auth_negative_ttl, Duration::from_secs(10));
     assert_eq!(Settings::load(None, env(&[])).unwrap(), s);
 }
 
@@ -205,6 +222,18 @@ fn every_key_is_settable_from_a_file() {
             forwarded_for_hops: 2,
         },
         ui: UiSettings { roster: true },
+        upstream: UpstreamSettings {
+            url: Some("http://rocketchat:3000".into()),
+            user_id: Some("svc-presence".into()),
+            token: Some("pat-123".into()),
+            auth_positive_ttl: Duration::from_secs(5),
+            auth_negative_ttl: Duration::ZERO,
+            auth_cache_size: 7,
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            heartbeat: Duration::from_secs(3),
+        },
     };
     assert_eq!(from_file(&text).unwrap(), expected);
 }

@@ -180,3 +180,37 @@ fn debug_of_ingest_settings_does_not_print_the_token() {
         "IngestSettings { token: None }"
     );
 }
+
+#[test]
+fn upstream_url_must_be_http_with_a_host_and_loses_its_trailing_slash() {
+    let s = from_env(&[("PRESENCED_UPSTREAM_URL", "http://chat.internal/rc/")]).unwrap();
+    assert_eq!(s.upstream.url.as_deref(), Some("http://chat.internal/rc"));
+    for bad in [
+        "rocketchat:3000",
+        "ftp://x",
+        "http://",
+        "http:///x",
+        "http://x?y=1",
+    ] {
+        let msg = message(from_env(&[("PRESENCED_UPSTREAM_URL", bad)]));
+        assert!(
+            msg.starts_with(&format!(
+                "upstream.url = {bad:?} is invalid: expected a URL"
+            )),
+            "{msg}"
+        );
+        assert!(msg.ends_with("(from env PRESENCED_UPSTREAM_URL)"), "{msg}");
+    }
+    let https = from_env(&[("PRESENCED_UPSTREAM_URL", "https://chat.example.com")]);
+    assert_eq!(https.is_ok(), cfg!(feature = "upstream-tls"));
+}
+
+#[test]
+fn debug_of_upstream_settings_does_not_print_the_token() {
+    let s = from_env(&[("PRESENCED_UPSTREAM_TOKEN", "hunter3")]).unwrap();
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("hunter3") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
