@@ -38,6 +38,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The `[ui]` section: pages for people.
     pub ui: UiSettings,
+    /// The `[stream]` section: the change stream (`users.presence.stream`).
+    pub stream: StreamSettings,
 }
 
 /// The `[server]` section.
@@ -148,6 +150,38 @@ pub struct UiSettings {
     pub roster: bool,
 }
 
+/// The `[stream]` section: the Server-Sent Events change stream (docs/streaming.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSettings {
+    /// Most open streams in all; 0 turns the stream off (`stream.max_streams`).
+    pub max_streams: usize,
+    /// Most open streams of one user (`stream.max_streams_per_user`).
+    pub max_streams_per_user: usize,
+    /// Time between heartbeat comments on a quiet stream (`stream.heartbeat_secs`).
+    pub heartbeat: Duration,
+    /// Batches of changes kept for subscribers that fall behind (`stream.buffer_batches`).
+    pub buffer_batches: usize,
+    /// Least time between two batches, so that a burst is sent as one (`stream.batch_interval_ms`).
+    pub batch_interval: Duration,
+    /// Times a subscriber may fall behind the buffer within a minute before it is
+    /// disconnected (`stream.max_lags_per_minute`).
+    pub max_lags_per_minute: u32,
+}
+
+impl Default for StreamSettings {
+    /// The defaults of `config/default.toml`'s `[stream]` section.
+    fn default() -> StreamSettings {
+        StreamSettings {
+            max_streams: 20_000,
+            max_streams_per_user: 8,
+            heartbeat: Duration::from_secs(15),
+            buffer_batches: 1024,
+            batch_interval: Duration::from_millis(10),
+            max_lags_per_minute: 3,
+        }
+    }
+}
+
 /// A log level, from `log.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -234,6 +268,7 @@ impl Default for Settings {
                 forwarded_for_hops: 0,
             },
             ui: UiSettings { roster: false },
+            stream: StreamSettings::default(),
         }
     }
 }
@@ -457,6 +492,12 @@ const KEYS: &[Key] = &[
     key("limits", "failed_auth_per_minute", Kind::Int),
     key("limits", "forwarded_for_hops", Kind::Int),
     key("ui", "roster", Kind::Bool),
+    key("stream", "max_streams", Kind::Int),
+    key("stream", "max_streams_per_user", Kind::Int),
+    key("stream", "heartbeat_secs", Kind::Int),
+    key("stream", "buffer_batches", Kind::Int),
+    key("stream", "batch_interval_ms", Kind::Int),
+    key("stream", "max_lags_per_minute", Kind::Int),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the
@@ -559,6 +600,7 @@ struct RawSettings {
     log: RawLog,
     limits: RawLimits,
     ui: RawUi,
+    stream: RawStream,
 }
 
 #[derive(Deserialize, Default)]
@@ -631,6 +673,17 @@ struct RawUi {
     roster: Option<bool>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawStream {
+    max_streams: Option<i64>,
+    max_streams_per_user: Option<i64>,
+    heartbeat_secs: Option<i64>,
+    buffer_batches: Option<i64>,
+    batch_interval_ms: Option<i64>,
+    max_lags_per_minute: Option<i64>,
+}
+
 const REDIS_SCHEMES: [&str; 3] = ["redis://", "rediss://", "unix://"];
 
 /// Where values came from: the file, unless `env` (`section.key` -> variable) says otherwise.
@@ -686,6 +739,7 @@ impl RawSettings {
             log,
             limits,
             ui,
+            stream,
         } = self;
         let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
@@ -801,6 +855,27 @@ impl RawSettings {
         if let Some(v) = ui.roster {
             s.ui.roster = v;
         }
+
+        if let Some(v) = stream.max_streams {
+            s.stream.max_streams = from.int("stream.max_streams", v, 0..=1_000_000)?;
+        }
+        if let Some(v) = stream.max_streams_per_user {
+            s.stream.max_streams_per_user =
+                from.int("stream.max_streams_per_user", v, 1..=10_000)?;
+        }
+        if let Some(v) = stream.heartbeat_secs {
+            s.stream.heartbeat = secs("stream.heartbeat_secs", v, 1..=3600)?;
+        }
+        if let Some(v) = stream.buffer_batches {
+            s.stream.buffer_batches = from.int("stream.buffer_batches", v, 1..=1_000_000)?;
+        }
+        if let Some(v) = stream.batch_interval_ms {
+            s.stream.batch_interval =
+                Duration::from_millis(from.int("stream.batch_interval_ms", v, 0..=10_000)?);
+        }
+        if let Some(v) = stream.max_lags_per_minute {
+            s.stream.max_lags_per_minute = from.int("stream.max_lags_per_minute", v, 0..=1000)?;
+        }
         Ok(s)
     }
 }
@@ -886,6 +961,12 @@ mod tests {
         ("limits.failed_auth_per_minute", "10000", "10000"),
         ("limits.forwarded_for_hops", "2", "2"),
         ("ui.roster", "YES", "true"),
+        ("stream.max_streams", "0", "0"),
+        ("stream.max_streams_per_user", "1", "1"),
+        ("stream.heartbeat_secs", "3600", "3600"),
+        ("stream.buffer_batches", "1", "1"),
+        ("stream.batch_interval_ms", "0", "0"),
+        ("stream.max_lags_per_minute", "1000", "1000"),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1043,6 +1124,14 @@ mod tests {
                 forwarded_for_hops: 2,
             },
             ui: UiSettings { roster: true },
+            stream: StreamSettings {
+                max_streams: 0,
+                max_streams_per_user: 1,
+                heartbeat: Duration::from_secs(3600),
+                buffer_batches: 1,
+                batch_interval: Duration::ZERO,
+                max_lags_per_minute: 1000,
+            },
         };
         assert_eq!(from_file(&text).unwrap(), expected);
     }

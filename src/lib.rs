@@ -17,6 +17,8 @@
 //!   limits, rate-limit answers, and the middleware that measures and logs every request.
 //! - [`cluster`]: cluster mode (`cluster.redis_url`): writes as Lua scripts in a shared
 //!   Redis, a change stream every replica follows into its own store, expiry swept there.
+//! - [`stream`]: the change stream, `users.presence.stream`: presence pushed over Server-Sent
+//!   Events, one render per change shared by every stream, resumable from the cursor.
 //! - [`persistence`]: the snapshot file, written every interval and on shutdown, loaded at start.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry: requests, latencies, refusals, the store's figures.
@@ -45,8 +47,9 @@ pub mod probes;
 pub mod rate_limit;
 pub mod startup;
 pub mod store;
+pub mod stream;
 pub mod ui;
 
 pub use config::Settings;
-pub use startup::Application;
+pub use startup::{Application, StopHandle};
 pub use store::Store;

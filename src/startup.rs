@@ -3,6 +3,7 @@
 //! drains the server and writes the final snapshot.
 
 use crate::api::fast_path::{self, FastPath};
+use crate::background::BackgroundTask;
 use crate::cluster::Cluster;
 use crate::config::{PresenceSettings, Settings};
 use crate::http::cors::{self, CrossOrigin};
@@ -13,6 +14,7 @@ use crate::http::{not_found, AppState};
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
+use crate::stream::{self, StreamHub};
 use crate::ui::{self, Roster};
 use crate::{api, demo, ingest, probes};
 use actix_web::body::MessageBody;
@@ -202,6 +204,24 @@ pub struct Application {
     snapshots: Option<Arc<SnapshotFile>>,
     snapshot_interval: Duration,
     cluster: Option<Cluster>,
+    streams: Arc<StreamHub>,
+}
+
+/// Stops a running [`Application`] as SIGTERM does: ends the open change
+/// streams, then stops the server.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    streams: Arc<StreamHub>,
+}
+
+impl StopHandle {
+    /// Stops the server; `graceful` lets in-flight requests finish (within
+    /// `server.shutdown_grace_secs`). Resolves once it has stopped.
+    pub fn stop(&self, graceful: bool) -> impl Future<Output = ()> {
+        self.streams.shut_down();
+        self.server.stop(graceful)
+    }
 }
 
 impl Application {
@@ -255,11 +275,22 @@ impl Application {
         .with_rate_limits(RateLimits::new(&settings.limits));
         state.persistence = snapshots.clone();
         state.cluster = cluster.clone();
+        let streams = Arc::new(StreamHub::new(
+            settings.stream.clone(),
+            state.metrics.streams.clone(),
+        ));
+        state.streams = Arc::clone(&streams);
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
+        let signal = stop_signal()?;
+        let streams_on_signal = Arc::clone(&streams);
         let mut server = HttpServer::new(move || app(&state, &observe, &options))
             .listen(listener)?
-            .shutdown_signal(stop_signal()?)
+            // Open streams end first: the drain waits for every open response.
+            .shutdown_signal(async move {
+                signal.await;
+                streams_on_signal.shut_down();
+            })
             .shutdown_timeout(settings.server.shutdown_grace.as_secs());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -272,6 +303,7 @@ impl Application {
             snapshots,
             snapshot_interval: settings.persistence.interval,
             cluster,
+            streams,
         })
     }
 
@@ -281,8 +313,11 @@ impl Application {
     }
 
     /// Returns a handle that stops the server gracefully.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            streams: Arc::clone(&self.streams),
+        }
     }
 
     /// Serves until the server is stopped (by its handle or a signal) and has
@@ -299,6 +334,10 @@ impl Application {
         };
         let replication = self.cluster.as_ref().map(Cluster::spawn);
         let churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
+        let follower = BackgroundTask::spawn(stream::follow(
+            self.store.clone(),
+            Arc::clone(&self.streams),
+        ));
         let periodic = self
             .snapshots
             .as_ref()
@@ -306,7 +345,7 @@ impl Application {
         let served = self.server.await;
         // Nothing changes the store from here on, so the last snapshot is exact.
         // A periodic write under way finishes first: writes take turns.
-        drop((periodic, churn, sweeper, replication));
+        drop((periodic, churn, sweeper, replication, follower));
         if let Some(snapshots) = &self.snapshots {
             snapshots
                 .write_in_background()

@@ -19,7 +19,7 @@ pub const INGEST_TOKEN: &str = "test-ingest-token";
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    handle: Option<actix_web::dev::ServerHandle>,
+    handle: Option<presenced::StopHandle>,
 }
 
 impl Drop for TestApp {
