@@ -166,6 +166,10 @@ pub struct StreamSettings {
     /// Times a subscriber may fall behind the buffer within a minute before it is
     /// disconnected (`stream.max_lags_per_minute`).
     pub max_lags_per_minute: u32,
+    /// How long a stream may stay open before the server ends it, asking the client to
+    /// reconnect (which spreads streams over replicas again); zero means no limit
+    /// (`stream.max_lifetime_secs`).
+    pub max_lifetime: Duration,
 }
 
 impl Default for StreamSettings {
@@ -178,6 +182,7 @@ impl Default for StreamSettings {
             buffer_batches: 1024,
             batch_interval: Duration::from_millis(10),
             max_lags_per_minute: 3,
+            max_lifetime: Duration::ZERO,
         }
     }
 }
@@ -498,6 +503,7 @@ const KEYS: &[Key] = &[
     key("stream", "buffer_batches", Kind::Int),
     key("stream", "batch_interval_ms", Kind::Int),
     key("stream", "max_lags_per_minute", Kind::Int),
+    key("stream", "max_lifetime_secs", Kind::Int),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the
@@ -682,6 +688,7 @@ struct RawStream {
     buffer_batches: Option<i64>,
     batch_interval_ms: Option<i64>,
     max_lags_per_minute: Option<i64>,
+    max_lifetime_secs: Option<i64>,
 }
 
 const REDIS_SCHEMES: [&str; 3] = ["redis://", "rediss://", "unix://"];
@@ -876,6 +883,9 @@ impl RawSettings {
         if let Some(v) = stream.max_lags_per_minute {
             s.stream.max_lags_per_minute = from.int("stream.max_lags_per_minute", v, 0..=1000)?;
         }
+        if let Some(v) = stream.max_lifetime_secs {
+            s.stream.max_lifetime = secs("stream.max_lifetime_secs", v, 0..=86_400)?;
+        }
         Ok(s)
     }
 }
@@ -967,6 +977,7 @@ mod tests {
         ("stream.buffer_batches", "1", "1"),
         ("stream.batch_interval_ms", "0", "0"),
         ("stream.max_lags_per_minute", "1000", "1000"),
+        ("stream.max_lifetime_secs", "60", "60"),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1131,6 +1142,7 @@ mod tests {
                 buffer_batches: 1,
                 batch_interval: Duration::ZERO,
                 max_lags_per_minute: 1000,
+                max_lifetime: Duration::from_secs(60),
             },
         };
         assert_eq!(from_file(&text).unwrap(), expected);

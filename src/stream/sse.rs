@@ -54,6 +54,8 @@ pub enum Goodbye {
     Shutdown,
     /// The client fell behind the buffer too often (`stream.max_lags_per_minute`).
     TooSlow,
+    /// The stream reached `stream.max_lifetime_secs`; reconnecting resumes.
+    Reconnect,
 }
 
 #[derive(Serialize)]
@@ -69,6 +71,11 @@ impl Goodbye {
             Goodbye::Shutdown => GoodbyeBody {
                 reason: "shutdown",
                 message: "the server is shutting down; reconnect with Last-Event-ID to resume",
+            },
+            Goodbye::Reconnect => GoodbyeBody {
+                reason: "reconnect",
+                message: "this stream reached its lifetime (stream.max_lifetime_secs); \
+                          reconnect with Last-Event-ID to resume",
             },
             Goodbye::TooSlow => GoodbyeBody {
                 reason: "too-slow",
@@ -95,7 +102,7 @@ mod tests {
         assert_eq!(&answer(cursor, "{}")[..], b"id: a.2\ndata: {}\n\n");
         assert_eq!(&heartbeat(None)[..], b":\n\n");
         assert_eq!(&heartbeat(Some(cursor))[..], b":\nid: a.2\n\n");
-        for goodbye in [Goodbye::Shutdown, Goodbye::TooSlow] {
+        for goodbye in [Goodbye::Shutdown, Goodbye::TooSlow, Goodbye::Reconnect] {
             let event = goodbye.event();
             let text = std::str::from_utf8(&event).unwrap();
             let data = text

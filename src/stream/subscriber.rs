@@ -17,11 +17,12 @@ use actix_web::web::{self, Bytes};
 use futures_util::Stream;
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 /// The window `stream.max_lags_per_minute` counts in.
 const LAG_WINDOW: Duration = Duration::from_secs(60);
@@ -91,6 +92,7 @@ pub async fn answer(
 /// What woke a stream up.
 enum Wake {
     Shutdown,
+    Expired,
     Received(Result<Arc<Batch>, RecvError>),
     Heartbeat,
 }
@@ -102,6 +104,8 @@ pub struct Subscriber {
     batches: broadcast::Receiver<Arc<Batch>>,
     shutdown: watch::Receiver<bool>,
     heartbeat: Interval,
+    /// When the stream reaches `stream.max_lifetime_secs`, if it has a limit.
+    lifetime: Option<Pin<Box<Sleep>>>,
     /// Every change up to here is in what was sent (or not wanted).
     at: Cursor,
     /// The last id the client was given: its resume point.
@@ -130,6 +134,8 @@ impl Subscriber {
         let every = hub.settings.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let limit = hub.settings.max_lifetime;
+        let lifetime = (!limit.is_zero()).then(|| Box::pin(tokio::time::sleep(limit)));
         let disabled = state.store.broadcast_disabled();
         let (cursor, body) = answer(&state, since, &interest).await;
         let mut subscriber = Subscriber {
@@ -138,6 +144,7 @@ impl Subscriber {
             batches,
             shutdown,
             heartbeat,
+            lifetime,
             at: cursor,
             told: cursor,
             disabled,
@@ -166,16 +173,31 @@ impl Subscriber {
             if self.ended {
                 return None;
             }
+            let Subscriber {
+                shutdown,
+                batches,
+                heartbeat,
+                lifetime,
+                ..
+            } = self;
+            let expired = async {
+                match lifetime {
+                    Some(sleep) => sleep.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 biased;
-                _ = self.shutdown.wait_for(|down| *down) => Wake::Shutdown,
-                received = self.batches.recv() => Wake::Received(received),
-                _ = self.heartbeat.tick() => Wake::Heartbeat,
+                _ = shutdown.wait_for(|down| *down) => Wake::Shutdown,
+                _ = expired => Wake::Expired,
+                received = batches.recv() => Wake::Received(received),
+                _ = heartbeat.tick() => Wake::Heartbeat,
             };
             match wake {
                 Wake::Shutdown | Wake::Received(Err(RecvError::Closed)) => {
                     self.end(Goodbye::Shutdown)
                 }
+                Wake::Expired => self.end(Goodbye::Reconnect),
                 Wake::Received(Ok(batch)) => self.on_batch(&batch).await,
                 Wake::Received(Err(RecvError::Lagged(_))) => self.on_lag().await,
                 Wake::Heartbeat => self.on_heartbeat().await,

@@ -22,4 +22,5 @@ mod rate_limits;
 mod signals;
 mod startup;
 mod status;
+mod stream;
 mod ui;
