@@ -550,3 +550,36 @@ async fn a_stream_that_falls_behind_too_often_is_dropped_with_a_reason() {
     let dropped = sample(&app.metrics().await, "presenced_stream_dropped_total");
     assert_eq!(dropped, Some(1.0));
 }
+
+#[tokio::test]
+async fn a_replica_streams_what_it_follows_and_its_ids_resume_on_another() {
+    use crate::cluster::{replica, wait_known, TestRedis};
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let (a, b) = (replica(&redis).await, replica(&redis).await);
+    let me = a.login("me").await;
+    a.user("ann").await;
+    a.user("bob").await;
+    wait_known(&b, &me).await;
+    wait_until("B has followed A's writes", || async {
+        b.presence(&me, "").await.cursor() == a.presence(&me, "").await.cursor()
+    })
+    .await;
+    let mut on_b = b.stream(&me, "").await;
+    let (_, first) = on_b.answer().await;
+    assert_eq!(first["full"], true);
+    // Written through A, pushed by B, which learns it from the Redis stream.
+    a.connect("ann", "online").await;
+    let (seen, change) = on_b.answer().await;
+    assert_eq!(users_of(&change), ["ann"]);
+    assert_eq!(change["users"][0]["status"], "online");
+    drop(on_b);
+    a.connect("bob", "away").await;
+    // B's event id is a cursor A understands: the resume has just bob.
+    let resumed = a.stream_request(&me, "").header("Last-Event-ID", &seen);
+    let mut on_a = Sse::open(resumed).await;
+    let (_, missed) = on_a.answer().await;
+    assert_eq!(missed["full"], false, "{missed}");
+    assert_eq!(users_of(&missed), ["bob"]);
+}
