@@ -22,6 +22,8 @@ pub enum Batch {
     /// replica's log was rebased, or the log lapped the follower): a stream
     /// behind `cursor` sends its full answer.
     Reset { cursor: Cursor },
+    /// The server is shutting down: every stream says goodbye and ends.
+    Shutdown,
 }
 
 impl Batch {

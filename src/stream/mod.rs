@@ -23,8 +23,9 @@ use crate::config::StreamSettings;
 use crate::metrics::StreamMetrics;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 /// What every stream of one application shares.
 #[derive(Debug)]
@@ -32,7 +33,8 @@ pub struct StreamHub {
     pub settings: StreamSettings,
     pub metrics: StreamMetrics,
     batches: broadcast::Sender<Arc<Batch>>,
-    shutdown: watch::Sender<bool>,
+    /// Set once by [`StreamHub::shut_down`].
+    shut_down: AtomicBool,
     open: Mutex<Open>,
 }
 
@@ -60,7 +62,7 @@ impl StreamHub {
             settings,
             metrics,
             batches,
-            shutdown: watch::Sender::new(false),
+            shut_down: AtomicBool::new(false),
             open: Mutex::default(),
         }
     }
@@ -110,17 +112,18 @@ impl StreamHub {
     /// from now on: called when the server begins its graceful shutdown, which
     /// waits for open responses.
     pub fn shut_down(&self) {
-        self.shutdown.send_replace(true);
-    }
-
-    /// A receiver that sees `true` once [`StreamHub::shut_down`] was called.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
+        // Told on the channel the streams wait on anyway, rather than by a
+        // watch of its own: a second thing to wait on would cost every stream
+        // a registration on a shared lock at every wake-up. The message is the
+        // newest in the ring, so even a stream that fell behind receives it; a
+        // stream subscribing after it finds the flag set.
+        self.shut_down.store(true, Ordering::SeqCst);
+        self.send(Batch::Shutdown);
     }
 
     /// Returns true once [`StreamHub::shut_down`] was called.
     pub fn is_shut_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shut_down.load(Ordering::SeqCst)
     }
 }
 

@@ -20,8 +20,8 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 /// The window `stream.max_lags_per_minute` counts in.
@@ -91,7 +91,6 @@ pub async fn answer(
 
 /// What woke a stream up.
 enum Wake {
-    Shutdown,
     Expired,
     Received(Result<Arc<Batch>, RecvError>),
     Heartbeat,
@@ -102,7 +101,6 @@ pub struct Subscriber {
     state: web::Data<AppState>,
     interest: Interest,
     batches: broadcast::Receiver<Arc<Batch>>,
-    shutdown: watch::Receiver<bool>,
     heartbeat: Interval,
     /// When the stream reaches `stream.max_lifetime_secs`, if it has a limit.
     lifetime: Option<Pin<Box<Sleep>>>,
@@ -130,7 +128,6 @@ impl Subscriber {
     ) -> Subscriber {
         let hub = permit.hub();
         let batches = hub.subscribe();
-        let shutdown = hub.shutdown_signal();
         let every = hub.settings.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -142,7 +139,6 @@ impl Subscriber {
             state,
             interest,
             batches,
-            shutdown,
             heartbeat,
             lifetime,
             at: cursor,
@@ -154,6 +150,10 @@ impl Subscriber {
             permit,
         };
         subscriber.queue_answer(cursor, body, true);
+        // Subscribed after the shutdown message went out: the flag tells.
+        if subscriber.permit.hub().is_shut_down() {
+            subscriber.end(Goodbye::Shutdown);
+        }
         subscriber
     }
 
@@ -174,7 +174,6 @@ impl Subscriber {
                 return None;
             }
             let Subscriber {
-                shutdown,
                 batches,
                 heartbeat,
                 lifetime,
@@ -188,15 +187,12 @@ impl Subscriber {
             };
             let wake = tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|down| *down) => Wake::Shutdown,
                 _ = expired => Wake::Expired,
                 received = batches.recv() => Wake::Received(received),
                 _ = heartbeat.tick() => Wake::Heartbeat,
             };
             match wake {
-                Wake::Shutdown | Wake::Received(Err(RecvError::Closed)) => {
-                    self.end(Goodbye::Shutdown)
-                }
+                Wake::Received(Err(RecvError::Closed)) => self.end(Goodbye::Shutdown),
                 Wake::Expired => self.end(Goodbye::Reconnect),
                 Wake::Received(Ok(batch)) => self.on_batch(&batch).await,
                 Wake::Received(Err(RecvError::Lagged(_))) => self.on_lag().await,
@@ -206,10 +202,15 @@ impl Subscriber {
     }
 
     async fn on_batch(&mut self, batch: &Batch) {
+        if let Batch::Shutdown = batch {
+            self.end(Goodbye::Shutdown);
+            return;
+        }
         if self.follow_disabled().await {
             return;
         }
         match batch {
+            Batch::Shutdown => {}
             Batch::Reset { cursor } => {
                 if !covers(self.at, *cursor) {
                     self.send_full().await;
