@@ -478,48 +478,55 @@ async fn write_rounds(app: &TestApp, rounds: usize, tag: &str) {
     }
 }
 
-/// Reads `sse` up to the log's head; returns whether a full answer came.
-async fn read_to_head(app: &TestApp, me: &Login, sse: &mut Sse) -> Option<bool> {
+/// Reads `sse` up to the log's head; returns whether a full answer came, or
+/// the reason of the goodbye that ended the stream first.
+async fn read_to_head(app: &TestApp, me: &Login, sse: &mut Sse) -> Result<bool, String> {
     let head = app.presence(me, "").await.cursor();
     let mut full = false;
     loop {
-        let event = sse.next().await?;
+        let event = sse.next().await.ok_or("ended without a goodbye")?;
         if event.kind == "bye" {
-            return None;
+            return Err(event.json()["reason"].as_str().unwrap_or("").to_owned());
         }
         let body = event.json();
         full |= body["full"] == true;
         if event.id.as_deref() == Some(head.as_str()) {
-            return Some(full);
+            return Ok(full);
         }
     }
 }
 
-fn lagging(s: &mut presenced::Settings, max_lags: u32) {
-    s.stream.buffer_batches = 1;
-    s.stream.batch_interval = Duration::ZERO;
-    s.stream.max_lags_per_minute = max_lags;
-}
-
-#[tokio::test]
-async fn a_stream_that_falls_behind_gets_the_full_answer_and_goes_on() {
-    let app = spawn_app_with(|s| lagging(s, 1000)).await;
+/// A server whose ring holds one batch, allowing `max_lags` lags a minute, and
+/// a stream on it left unread while ever more is written, until reading it
+/// shows that it fell behind: a full answer came (`Ok`), or it was dropped
+/// (`Err` with the goodbye's reason).
+async fn fall_behind(max_lags: u32) -> (TestApp, Sse, Result<(), String>) {
+    let app = spawn_app_with(|s| {
+        s.stream.buffer_batches = 1;
+        s.stream.batch_interval = Duration::ZERO;
+        s.stream.max_lags_per_minute = max_lags;
+    })
+    .await;
     let me = app.login("me").await;
     let mut sse = app.stream(&me, "").await;
     sse.answer().await;
-    // Unread while ever more is written, until reading shows it fell behind.
     let mut rounds = 10;
     loop {
         write_rounds(&app, rounds, &rounds.to_string()).await;
-        let full = read_to_head(&app, &me, &mut sse)
-            .await
-            .expect("not dropped");
-        if full {
-            break;
+        match read_to_head(&app, &me, &mut sse).await {
+            Err(reason) => return (app, sse, Err(reason)),
+            Ok(true) => return (app, sse, Ok(())),
+            Ok(false) => {}
         }
         rounds *= 2;
         assert!(rounds <= 640, "the stream never fell behind");
     }
+}
+
+#[tokio::test]
+async fn a_stream_that_falls_behind_gets_the_full_answer_and_goes_on() {
+    let (app, mut sse, fell) = fall_behind(1000).await;
+    assert_eq!(fell, Ok(()));
     let lagged = sample(&app.metrics().await, "presenced_stream_lagged_total");
     assert!(lagged.unwrap_or(0.0) >= 1.0, "{lagged:?}");
     // And it goes on with deltas.
@@ -532,19 +539,8 @@ async fn a_stream_that_falls_behind_gets_the_full_answer_and_goes_on() {
 
 #[tokio::test]
 async fn a_stream_that_falls_behind_too_often_is_dropped_with_a_reason() {
-    let app = spawn_app_with(|s| lagging(s, 0)).await;
-    let me = app.login("me").await;
-    let mut sse = app.stream(&me, "").await;
-    sse.answer().await;
-    let mut rounds = 10;
-    loop {
-        write_rounds(&app, rounds, &rounds.to_string()).await;
-        if read_to_head(&app, &me, &mut sse).await.is_none() {
-            break;
-        }
-        rounds *= 2;
-        assert!(rounds <= 640, "the stream was never dropped");
-    }
+    let (app, mut sse, fell) = fall_behind(0).await;
+    assert_eq!(fell, Err("too-slow".to_owned()));
     // read_to_head stopped at the goodbye; the stream ends after it.
     assert!(sse.next().await.is_none());
     let dropped = sample(&app.metrics().await, "presenced_stream_dropped_total");
