@@ -402,6 +402,28 @@ mod tests {
         ChangeLog::new(capacity, Duration::from_secs(600), T0)
     }
 
+    #[tokio::test]
+    async fn moved_from_waits_for_the_next_change_and_misses_none_made_before_the_wait() {
+        let log = Arc::new(log(10));
+        let seen = log.cursor();
+        // Made before anyone waits: the wait returns at once.
+        change(&log, "a", T0);
+        log.moved_from(seen).await;
+        let seen = log.cursor();
+        let waiter = {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move { log.moved_from(seen).await })
+        };
+        // One thread: the waiter has run up to its wait and nothing woke it.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        change(&log, "b", T0);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken by the change")
+            .expect("waiter");
+    }
+
     #[test]
     fn cursor_round_trips_and_garbage_is_rejected() {
         let log = log(10);

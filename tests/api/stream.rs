@@ -579,3 +579,34 @@ async fn a_replica_streams_what_it_follows_and_its_ids_resume_on_another() {
     assert_eq!(missed["full"], false, "{missed}");
     assert_eq!(users_of(&missed), ["bob"]);
 }
+
+#[tokio::test]
+async fn an_ids_stream_moves_its_resume_point_past_changes_it_left_out() {
+    let app = spawn_app_with(|s| s.stream.heartbeat = Duration::from_secs(1)).await;
+    let me = app.login("me").await;
+    online(&app, "ann", "online").await;
+    online(&app, "bob", "online").await;
+    let mut sse = app.stream(&me, "ids=ann").await;
+    let (first, _) = sse.answer().await;
+    app.set_status("bob", "busy").await;
+    let head = app.presence(&me, "").await.cursor();
+    assert_ne!(head, first);
+    // No event about bob; a heartbeat carries the id past his change.
+    let deadline = Instant::now() + DEADLINE;
+    while sse.last_id.as_deref() != Some(head.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat moved the id to {head}"
+        );
+        let read = tokio::time::timeout(Duration::from_millis(200), sse.next()).await;
+        if let Ok(event) = read {
+            panic!("an event the filter should have left out: {event:?}");
+        }
+    }
+    let resumed = app
+        .stream_request(&me, "ids=ann")
+        .header("Last-Event-ID", &head);
+    let (_, body) = Sse::open(resumed).await.answer().await;
+    assert_eq!(body["full"], false);
+    assert_eq!(body["users"], json!([]));
+}
