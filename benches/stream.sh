@@ -7,6 +7,7 @@
 #
 #   bash benches/stream.sh    # STREAMS=10000 USERS=10000 WATCH=10 RATE=1000 SECS=20 POLL_SECS=2 WORKERS=2
 #   BASELINE=1 bash benches/stream.sh   # only: RSS of as many idle keep-alive connections
+#   BIN=/tmp/presenced-old bash benches/stream.sh   # another build of the server, to compare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ source benches/processes.sh
 port=$(free_port)
 PRESENCED_INGEST_TOKEN=$TOKEN PRESENCED_SERVER_WORKERS=$WORKERS PRESENCED_LOG_LEVEL=warn \
   PRESENCED_STREAM_MAX_STREAMS=$((STREAMS + 100)) PRESENCED_STREAM_MAX_STREAMS_PER_USER=10000 \
-  ./target/release/presenced --bind "127.0.0.1:$port" &
+  "${BIN:-./target/release/presenced}" --bind "127.0.0.1:$port" &
 pids+=($!)
 presenced_pid=$!
 base="http://127.0.0.1:$port"

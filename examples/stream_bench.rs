@@ -119,6 +119,20 @@ async fn write_changes(
     written
 }
 
+/// [`write_changes`] on a thread and runtime of its own, so that the clients
+/// (10 000 tasks) cannot starve the writer's pace.
+async fn writer(base: String, token: String, users: usize, rate: usize, end: Instant) -> u64 {
+    let (done, written) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("writer runtime");
+        let _ = done.send(runtime.block_on(write_changes(base, token, users, rate, end)));
+    });
+    written.await.unwrap_or(0)
+}
+
 struct Phase {
     latencies: Vec<u32>,
     bytes: u64,
@@ -295,7 +309,7 @@ async fn streams_then_polls(
     let t0 = Instant::now();
     let stop = t0 + Duration::from_secs(secs);
     *end.lock() = Some(stop + Duration::from_secs(1));
-    let written = write_changes(base.clone(), token.clone(), users, rate, stop).await;
+    let written = writer(base.clone(), token.clone(), users, rate, stop).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let (_, cpu1) = server(pid);
     let mut phase = Phase {
@@ -370,7 +384,7 @@ async fn streams_then_polls(
         }));
     }
     let (_, cpu0) = server(pid);
-    let written = write_changes(base.clone(), token.clone(), users, rate, stop).await;
+    let written = writer(base.clone(), token.clone(), users, rate, stop).await;
     let mut latencies = Vec::new();
     for poller in pollers {
         if let Ok(l) = poller.await {
