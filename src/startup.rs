@@ -3,6 +3,7 @@
 //! drains the server and writes the final snapshot.
 
 use crate::api::fast_path::{self, FastPath};
+use crate::background::BackgroundTask;
 use crate::cluster::Cluster;
 use crate::config::{PresenceSettings, Settings};
 use crate::http::cors::{self, CrossOrigin};
@@ -13,6 +14,7 @@ use crate::http::{not_found, AppState};
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
+use crate::stream::{self, StreamHub};
 use crate::ui::{self, Roster};
 use crate::upstream::{self, Upstream};
 use crate::{api, demo, ingest, probes};
@@ -216,6 +218,24 @@ pub struct Application {
     snapshot_interval: Duration,
     cluster: Option<Cluster>,
     upstream: Option<Upstream>,
+    streams: Arc<StreamHub>,
+}
+
+/// Stops a running [`Application`] as SIGTERM does: ends the open change
+/// streams, then stops the server.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    streams: Arc<StreamHub>,
+}
+
+impl StopHandle {
+    /// Stops the server; `graceful` lets in-flight requests finish (within
+    /// `server.shutdown_grace_secs`). Resolves once it has stopped.
+    pub fn stop(&self, graceful: bool) -> impl Future<Output = ()> {
+        self.streams.shut_down();
+        self.server.stop(graceful)
+    }
 }
 
 impl Application {
@@ -280,14 +300,23 @@ impl Application {
         state.persistence = snapshots.clone();
         state.cluster = cluster.clone();
         state.upstream = upstream.clone();
+        let streams = Arc::new(StreamHub::new(
+            settings.stream.clone(),
+            state.metrics.streams.clone(),
+        ));
+        state.streams = Arc::clone(&streams);
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
+        let signal = stop_signal().map_err(doing("installing the SIGTERM/SIGINT handlers"))?;
+        let streams_on_signal = Arc::clone(&streams);
         let mut server = HttpServer::new(move || app(&state, &observe, &options))
             .listen(listener)
             .map_err(doing(format_args!("listening on {bind}")))?
-            .shutdown_signal(
-                stop_signal().map_err(doing("installing the SIGTERM/SIGINT handlers"))?,
-            )
+            // Open streams end first: the drain waits for every open response.
+            .shutdown_signal(async move {
+                signal.await;
+                streams_on_signal.shut_down();
+            })
             .shutdown_timeout(settings.server.shutdown_grace.as_secs());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -301,6 +330,7 @@ impl Application {
             snapshot_interval: settings.persistence.interval,
             cluster,
             upstream,
+            streams,
         })
     }
 
@@ -310,8 +340,11 @@ impl Application {
     }
 
     /// Returns a handle that stops the server gracefully.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            streams: Arc::clone(&self.streams),
+        }
     }
 
     /// Serves until the server is stopped (by its handle or a signal) and has
@@ -329,6 +362,10 @@ impl Application {
         let replication = self.cluster.as_ref().map(Cluster::spawn);
         let following = self.upstream.as_ref().map(Upstream::spawn);
         let churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
+        let follower = BackgroundTask::spawn(stream::follow(
+            self.store.clone(),
+            Arc::clone(&self.streams),
+        ));
         let periodic = self
             .snapshots
             .as_ref()
@@ -336,7 +373,7 @@ impl Application {
         let served = self.server.await;
         // Nothing changes the store from here on, so the last snapshot is exact.
         // A periodic write under way finishes first: writes take turns.
-        drop((periodic, churn, sweeper, replication, following));
+        drop((periodic, churn, sweeper, replication, following, follower));
         if let Some(snapshots) = &self.snapshots {
             snapshots
                 .write_in_background()

@@ -26,6 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(presence::get))
             .route(web::post().to(presence::post)),
     )
+    .service(
+        resource(SCOPE, crate::stream::route::PATH).route(web::get().to(crate::stream::route::get)),
+    )
     .service(resource(SCOPE, "/users.setStatus").route(web::post().to(status::set)))
     .service(resource(SCOPE, "/users.getStatus").route(web::get().to(status::get)));
 }

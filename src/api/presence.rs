@@ -196,7 +196,7 @@ impl<'a> Plan<'a> {
     /// Builds the answer, or `None` when it is the full answer of everyone,
     /// which the snapshot cache serves (rendered once however many ask: after a
     /// restart every client's cursor is from another epoch at once).
-    fn answer(&self, store: &Store) -> Option<Answer> {
+    pub(crate) fn answer(&self, store: &Store) -> Option<Answer> {
         match self {
             Plan::Disabled => Some(Answer::written(String::new(), true, store.cursor())),
             Plan::Full => None,
@@ -223,6 +223,18 @@ impl<'a> Plan<'a> {
                 let keep = |user: &str| user != caller.as_str();
                 Answer::delta_written(|out| store.write_changed_from(*from_ms, keep, out)).ok()
             }
+        }
+    }
+}
+
+/// In cluster mode, a cursor from a replica further along: waits a little for
+/// this one to catch up; if it does not, the log lags the cursor and the
+/// answer is full.
+pub(crate) async fn catch_up(state: &AppState, cursor: Cursor) {
+    if let Some(cluster) = &state.cluster {
+        let head = state.store.cursor();
+        if cursor.epoch() == head.epoch() && cursor.seq() > head.seq() {
+            cluster.caught_up(cursor.seq(), SINCE_WAIT).await;
         }
     }
 }
@@ -255,13 +267,8 @@ async fn respond(
     params: PresenceParams<'_>,
 ) -> Result<HttpResponse, ApiError> {
     let plan = Plan::new(state, caller, params, wall_ms)?;
-    if let (Some(cluster), Plan::Since { cursor, .. }) = (&state.cluster, &plan) {
-        // A cursor from a replica further along: wait a little for this one
-        // to catch up; if it does not, the log lags it and the answer is full.
-        let head = state.store.cursor();
-        if cursor.epoch() == head.epoch() && cursor.seq() > head.seq() {
-            cluster.caught_up(cursor.seq(), SINCE_WAIT).await;
-        }
+    if let Plan::Since { cursor, .. } = &plan {
+        catch_up(state, *cursor).await;
     }
     let head = state.store.cursor();
     let key = plan.key(head);

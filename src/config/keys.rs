@@ -147,6 +147,13 @@ pub(super) const KEYS: &[Key] = &[
     key("upstream", "reconnect_max_secs", Kind::Int),
     key("upstream", "request_timeout_secs", Kind::Int),
     key("upstream", "heartbeat_secs", Kind::Int),
+    key("stream", "max_streams", Kind::Int),
+    key("stream", "max_streams_per_user", Kind::Int),
+    key("stream", "heartbeat_secs", Kind::Int),
+    key("stream", "buffer_batches", Kind::Int),
+    key("stream", "batch_interval_ms", Kind::Int),
+    key("stream", "max_lags_per_minute", Kind::Int),
+    key("stream", "max_lifetime_secs", Kind::Int),
 ];
 
 /// Returns an error naming the first section or key of the file that is unknown or has the

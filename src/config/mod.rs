@@ -48,6 +48,8 @@ pub struct Settings {
     pub ui: UiSettings,
     /// The `[upstream]` section: following an unmodified Rocket.Chat.
     pub upstream: UpstreamSettings,
+    /// The `[stream]` section: the change stream (`users.presence.stream`).
+    pub stream: StreamSettings,
 }
 
 /// The `[server]` section.
@@ -156,6 +158,43 @@ pub struct LimitSettings {
 pub struct UiSettings {
     /// Serve the live roster page at `/`; `--demo` serves it whatever this says (`ui.roster`).
     pub roster: bool,
+}
+
+/// The `[stream]` section: the Server-Sent Events change stream (docs/streaming.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSettings {
+    /// Most open streams in all; 0 turns the stream off (`stream.max_streams`).
+    pub max_streams: usize,
+    /// Most open streams of one user (`stream.max_streams_per_user`).
+    pub max_streams_per_user: usize,
+    /// Time between heartbeat comments on a quiet stream (`stream.heartbeat_secs`).
+    pub heartbeat: Duration,
+    /// Batches of changes kept for subscribers that fall behind (`stream.buffer_batches`).
+    pub buffer_batches: usize,
+    /// Least time between two batches, so that a burst is sent as one (`stream.batch_interval_ms`).
+    pub batch_interval: Duration,
+    /// Times a subscriber may fall behind the buffer within a minute before it is
+    /// disconnected (`stream.max_lags_per_minute`).
+    pub max_lags_per_minute: u32,
+    /// How long a stream may stay open before the server ends it, asking the client to
+    /// reconnect (which spreads streams over replicas again); zero means no limit
+    /// (`stream.max_lifetime_secs`).
+    pub max_lifetime: Duration,
+}
+
+impl Default for StreamSettings {
+    /// The defaults of `config/default.toml`'s `[stream]` section.
+    fn default() -> StreamSettings {
+        StreamSettings {
+            max_streams: 20_000,
+            max_streams_per_user: 8,
+            heartbeat: Duration::from_secs(15),
+            buffer_batches: 1024,
+            batch_interval: Duration::from_millis(10),
+            max_lags_per_minute: 3,
+            max_lifetime: Duration::ZERO,
+        }
+    }
 }
 
 /// The `[upstream]` section (see `docs/rocketchat.md`). Its `Debug` never prints the token.
@@ -291,6 +330,7 @@ impl Default for Settings {
                 forwarded_for_hops: 0,
             },
             ui: UiSettings { roster: false },
+            stream: StreamSettings::default(),
             upstream: UpstreamSettings {
                 url: None,
                 user_id: None,

@@ -26,6 +26,7 @@ pub(super) struct RawSettings {
     limits: RawLimits,
     ui: RawUi,
     upstream: RawUpstream,
+    stream: RawStream,
 }
 
 #[derive(Deserialize, Default)]
@@ -100,6 +101,18 @@ struct RawUi {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+struct RawStream {
+    max_streams: Option<i64>,
+    max_streams_per_user: Option<i64>,
+    heartbeat_secs: Option<i64>,
+    buffer_batches: Option<i64>,
+    batch_interval_ms: Option<i64>,
+    max_lags_per_minute: Option<i64>,
+    max_lifetime_secs: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawUpstream {
     url: Option<String>,
     user_id: Option<String>,
@@ -169,6 +182,7 @@ impl RawSettings {
             limits,
             ui,
             upstream,
+            stream,
         } = self;
         let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
@@ -283,6 +297,30 @@ impl RawSettings {
 
         if let Some(v) = ui.roster {
             s.ui.roster = v;
+        }
+
+        if let Some(v) = stream.max_streams {
+            s.stream.max_streams = from.int("stream.max_streams", v, 0..=1_000_000)?;
+        }
+        if let Some(v) = stream.max_streams_per_user {
+            s.stream.max_streams_per_user =
+                from.int("stream.max_streams_per_user", v, 1..=10_000)?;
+        }
+        if let Some(v) = stream.heartbeat_secs {
+            s.stream.heartbeat = secs("stream.heartbeat_secs", v, 1..=3600)?;
+        }
+        if let Some(v) = stream.buffer_batches {
+            s.stream.buffer_batches = from.int("stream.buffer_batches", v, 1..=1_000_000)?;
+        }
+        if let Some(v) = stream.batch_interval_ms {
+            s.stream.batch_interval =
+                Duration::from_millis(from.int("stream.batch_interval_ms", v, 0..=10_000)?);
+        }
+        if let Some(v) = stream.max_lags_per_minute {
+            s.stream.max_lags_per_minute = from.int("stream.max_lags_per_minute", v, 0..=1000)?;
+        }
+        if let Some(v) = stream.max_lifetime_secs {
+            s.stream.max_lifetime = secs("stream.max_lifetime_secs", v, 0..=86_400)?;
         }
 
         s.upstream = upstream.validate(from, s.upstream)?;

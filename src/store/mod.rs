@@ -978,6 +978,13 @@ impl Store {
         self.shared.log.cursor()
     }
 
+    /// Returns once the log has moved past `seen`: a change was published, or
+    /// a replica's log was rebased. One task at a time may wait (the change
+    /// stream's follower, see `crate::stream`).
+    pub async fn moved_from(&self, seen: Cursor) {
+        self.shared.log.moved_from(seen).await;
+    }
+
     /// Returns the id of the user with this username.
     pub fn find_username(&self, username: &str) -> Option<UserId> {
         let sh = &*self.shared;

@@ -26,7 +26,7 @@ pub fn free_port() -> u16 {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    handle: Option<actix_web::dev::ServerHandle>,
+    handle: Option<presenced::StopHandle>,
 }
 
 impl Drop for TestApp {

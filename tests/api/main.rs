@@ -23,5 +23,6 @@ mod rate_limits;
 mod signals;
 mod startup;
 mod status;
+mod stream;
 mod ui;
 mod upstream;

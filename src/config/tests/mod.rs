@@ -62,6 +62,13 @@ pub(super) const SAMPLES: &[(&str, &str, &str)] = &[
     ("upstream.reconnect_max_secs", "1", "1"),
     ("upstream.request_timeout_secs", "2", "2"),
     ("upstream.heartbeat_secs", "3", "3"),
+    ("stream.max_streams", "0", "0"),
+    ("stream.max_streams_per_user", "1", "1"),
+    ("stream.heartbeat_secs", "3600", "3600"),
+    ("stream.buffer_batches", "1", "1"),
+    ("stream.batch_interval_ms", "0", "0"),
+    ("stream.max_lags_per_minute", "1000", "1000"),
+    ("stream.max_lifetime_secs", "60", "60"),
 ];
 
 pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -233,6 +240,15 @@ fn every_key_is_settable_from_a_file() {
             reconnect_max: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
             heartbeat: Duration::from_secs(3),
+        },
+        stream: StreamSettings {
+            max_streams: 0,
+            max_streams_per_user: 1,
+            heartbeat: Duration::from_secs(3600),
+            buffer_batches: 1,
+            batch_interval: Duration::ZERO,
+            max_lags_per_minute: 1000,
+            max_lifetime: Duration::from_secs(60),
         },
     };
     assert_eq!(from_file(&text).unwrap(), expected);
