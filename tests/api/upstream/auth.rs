@@ -147,3 +147,27 @@ async fn a_logout_is_honoured_after_the_positive_ttl_and_a_refusal_ends_after_th
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_change_stream_is_let_in_by_the_chat_servers_verdict_on_its_login_cookies() {
+    let upstream = chat_server().await;
+    let app = following(&upstream).await;
+    let alice = upstream.login("alice");
+    let open = |token: &str| {
+        app.client
+            .get(app.url("/api/v1/users.presence.stream"))
+            .header("Cookie", format!("rc_uid={}; rc_token={token}", alice.id))
+            .send()
+    };
+    let stream = open(&alice.token).await.expect("stream answers");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()["content-type"].to_str().ok(),
+        Some("text/event-stream")
+    );
+    drop(stream);
+    assert_eq!(upstream.me_calls(), 1, "the stream asked the chat server");
+    let refused = open("forged-token").await.expect("refusal answers");
+    assert_eq!(refused.status(), 401);
+    assert_eq!(upstream.me_calls(), 2);
+}
