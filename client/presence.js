@@ -1,5 +1,6 @@
 /**
- * presenced polling client: keeps a live map of who is online by polling
+ * presenced client: keeps a live map of who is online, pushed over the change
+ * stream `GET /api/v1/users.presence.stream` where it can, else by polling
  * `GET /api/v1/users.presence`. No dependencies, no build step.
  *
  * Load it either way (presenced serves both from this one file):
@@ -27,6 +28,16 @@
  * replaces the map. Users whose status is `offline` are dropped from the map. Errors,
  * 429 and 503 back off exponentially (at least `Retry-After` when the server sends
  * one). While the page is hidden it does not poll; it polls at once when shown again.
+ *
+ * Push (docs/streaming.md): in a browser with `EventSource`, on presenced's own origin
+ * (the stream authenticates by the `rc_uid`/`rc_token` cookies, which the client sets,
+ * as an `EventSource` cannot send headers), the client opens the stream instead, from
+ * its cursor; the browser's own reconnect resumes it by `Last-Event-ID`. While hidden
+ * the stream is closed and reopened from the cursor when shown. If the server refuses
+ * the stream (off, over its limits, not offered), drops it as too slow, or it fails
+ * several times in a row, the client polls instead until the next start(). `mode` says
+ * which it does ('push' or 'polling'); a `mode` event tells when it changes, and a
+ * `push` event comes with every answer the stream brings.
  */
 var PresenceClient = (function () {
   'use strict';
@@ -52,6 +63,7 @@ var PresenceClient = (function () {
    * @property {number} [intervalMs=5000] wait between the end of a poll and the next
    * @property {number} [maxBackoffMs=60000] longest wait after repeated failures
    * @property {number} [timeoutMs=30000] a request taking longer is aborted and failed
+   * @property {boolean} [push=true] use the change stream when the browser and origin allow
    */
 
   /**
@@ -76,6 +88,8 @@ var PresenceClient = (function () {
    */
 
   const MAX_RETRY_AFTER_MS = 3600 * 1000;
+  /** Stream errors in a row, without an answer in between, before falling back to polling. */
+  const STREAM_FAILURES = 3;
 
   /** @returns {boolean} whether a document exists and is hidden */
   function isHidden() {
@@ -120,6 +134,13 @@ var PresenceClient = (function () {
     #timer = null;
     #inFlight = null;
     #onVisibility = null;
+    /** @type {'push'|'polling'|null} */
+    #mode = null;
+    /** @type {EventSource|null} */
+    #source = null;
+    /** Whether this run pushes (until it falls back to polling). */
+    #pushing = false;
+    #streamFailures = 0;
 
     /** @param {PresenceClientOptions} options */
     constructor(options) {
@@ -134,6 +155,12 @@ var PresenceClient = (function () {
       this.intervalMs = positive(o.intervalMs, 5000);
       this.maxBackoffMs = Math.max(positive(o.maxBackoffMs, 60000), this.intervalMs);
       this.timeoutMs = positive(o.timeoutMs, 30000);
+      this.push = o.push !== false;
+    }
+
+    /** @returns {'push'|'polling'|null} how the client follows presence; null before its first answer */
+    get mode() {
+      return this.#mode;
     }
 
     /** @returns {boolean} whether the client is polling (or paused while hidden) */
@@ -166,13 +193,18 @@ var PresenceClient = (function () {
       const generation = ++this.#generation;
       if (typeof document !== 'undefined' && document.addEventListener) {
         this.#onVisibility = () => {
-          if (!isHidden() && this.#timer === null && this.#inFlight === null) {
+          if (this.#pushing) {
+            if (isHidden()) this.#closeStream();
+            else if (this.#source === null) this.#openStream(generation);
+          } else if (!isHidden() && this.#timer === null && this.#inFlight === null) {
             this.#tick(generation);
           }
         };
         document.addEventListener('visibilitychange', this.#onVisibility);
       }
-      this.#tick(generation);
+      this.#pushing = this.#canPush();
+      if (this.#pushing) this.#openStream(generation);
+      else this.#tick(generation);
       return this;
     }
 
@@ -180,6 +212,8 @@ var PresenceClient = (function () {
     stop() {
       this.#running = false;
       this.#generation++;
+      this.#pushing = false;
+      this.#closeStream();
       clearTimeout(this.#timer);
       this.#timer = null;
       if (this.#inFlight) this.#inFlight.abort();
@@ -189,10 +223,94 @@ var PresenceClient = (function () {
       return this;
     }
 
+    /** @returns {boolean} whether this browser and page can follow the stream */
+    #canPush() {
+      if (!this.push || typeof EventSource !== 'function' || typeof location === 'undefined' ||
+          typeof document === 'undefined') return false;
+      try {
+        return new URL(this.baseUrl + '/', location.href).origin === location.origin;
+      } catch (e) {
+        return false;
+      }
+    }
+
+    #setMode(mode) {
+      if (this.#mode === mode) return;
+      this.#mode = mode;
+      this.dispatchEvent(event('mode', { mode: mode }));
+    }
+
+    #closeStream() {
+      if (this.#source) this.#source.close();
+      this.#source = null;
+    }
+
+    /** Opens the stream from the cursor; its answers apply as polls' do. */
+    #openStream(generation) {
+      if (generation !== this.#generation || isHidden()) return;
+      // EventSource sends no headers, but cookies: the ones Rocket.Chat's web client sets.
+      const path = new URL(this.baseUrl + '/', location.href).pathname;
+      for (const [name, value] of [['rc_uid', this.userId], ['rc_token', this.authToken]]) {
+        document.cookie = name + '=' + encodeURIComponent(value) + '; path=' + path + '; SameSite=Strict';
+      }
+      let url = this.baseUrl + '/api/v1/users.presence.stream';
+      if (this.#cursor !== null) url += '?since=' + encodeURIComponent(this.#cursor);
+      const source = new EventSource(url);
+      this.#source = source;
+      source.onmessage = (e) => {
+        if (this.#source !== source) return;
+        let body = null;
+        try {
+          body = JSON.parse(e.data);
+        } catch (err) {
+          // Checked below.
+        }
+        if (!body || body.success !== true || !Array.isArray(body.users) || typeof body.full !== 'boolean') {
+          this.#fallBack(generation, 'unexpected stream event: ' + String(e.data).slice(0, 120));
+          return;
+        }
+        this.#streamFailures = 0;
+        this.#setMode('push');
+        const detail = { full: false, changed: 0 };
+        this.#apply(body, detail);
+        this.dispatchEvent(event('push', { full: detail.full, changed: detail.changed, cursor: this.#cursor }));
+      };
+      source.addEventListener('bye', (e) => {
+        let reason = '';
+        try {
+          reason = JSON.parse(e.data).reason;
+        } catch (err) {
+          // No reason: treat as any other end.
+        }
+        // Otherwise the browser reconnects by itself, resuming by Last-Event-ID.
+        if (reason === 'too-slow') this.#fallBack(generation, 'the server dropped the stream as too slow');
+      });
+      source.onerror = () => {
+        if (this.#source !== source) return;
+        // CLOSED: refused (an error status, or not a stream at all); the browser gives up.
+        if (source.readyState === EventSource.CLOSED) {
+          this.#fallBack(generation, 'the stream was refused');
+        } else if (++this.#streamFailures >= STREAM_FAILURES) {
+          this.#fallBack(generation, 'the stream failed ' + this.#streamFailures + ' times in a row');
+        }
+      };
+    }
+
+    /** Stops pushing and polls from the cursor, until the next start(). */
+    #fallBack(generation, why) {
+      if (generation !== this.#generation || !this.#pushing) return;
+      this.#pushing = false;
+      this.#closeStream();
+      this.#streamFailures = 0;
+      this.dispatchEvent(event('fallback', { reason: why }));
+      this.#tick(generation);
+    }
+
     async #tick(generation) {
       this.#timer = null;
       // Hidden: stop here; the visibility listener polls again when the page is shown.
       if (generation !== this.#generation || isHidden()) return;
+      this.#setMode('polling');
       const wait = await this.#poll(generation);
       if (generation !== this.#generation) return;
       this.#timer = setTimeout(() => this.#tick(generation), wait);

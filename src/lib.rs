@@ -17,6 +17,11 @@
 //!   limits, rate-limit answers, and the middleware that measures and logs every request.
 //! - [`cluster`]: cluster mode (`cluster.redis_url`): writes as Lua scripts in a shared
 //!   Redis, a change stream every replica follows into its own store, expiry swept there.
+//! - [`upstream`]: upstream mode (`upstream.url`): an unmodified Rocket.Chat followed over its
+//!   realtime API into the store, and clients' tokens checked with it.
+
+//! - [`stream`]: the change stream, `users.presence.stream`: presence pushed over Server-Sent
+//!   Events, one render per change shared by every stream, resumable from the cursor.
 //! - [`persistence`]: the snapshot file, written every interval and on shutdown, loaded at start.
 //! - [`probes`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry: requests, latencies, refusals, the store's figures.
@@ -45,8 +50,10 @@ pub mod probes;
 pub mod rate_limit;
 pub mod startup;
 pub mod store;
+pub mod stream;
 pub mod ui;
+pub mod upstream;
 
 pub use config::Settings;
-pub use startup::Application;
+pub use startup::{Application, StopHandle};
 pub use store::Store;

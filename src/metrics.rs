@@ -11,7 +11,8 @@ use crate::store::{Store, StoreStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The `Content-Type` of the exposition.
@@ -39,6 +40,43 @@ pub struct Metrics {
     pub snapshot_rebuilds: IntCounter,
     /// Deltas and id lists served from an answer rendered for an earlier poll.
     pub answer_reuses: IntCounter,
+    /// The change stream's figures (see `crate::stream`).
+    pub streams: StreamMetrics,
+}
+
+/// The change stream's figures: open streams, events sent, subscribers that
+/// fell behind and subscribers dropped.
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
+    pub open: IntGauge,
+    pub events: IntCounter,
+    pub lagged: IntCounter,
+    pub dropped: IntCounter,
+}
+
+impl StreamMetrics {
+    fn new(registry: &Registry) -> Result<StreamMetrics, prometheus::Error> {
+        let metrics = StreamMetrics {
+            open: IntGauge::new("presenced_streams_open", "Change streams open now.")?,
+            events: IntCounter::new(
+                "presenced_stream_events_total",
+                "Events sent on change streams (answers and goodbyes; not heartbeats).",
+            )?,
+            lagged: IntCounter::new(
+                "presenced_stream_lagged_total",
+                "Times a stream subscriber fell behind the buffer and was sent the full answer.",
+            )?,
+            dropped: IntCounter::new(
+                "presenced_stream_dropped_total",
+                "Stream subscribers disconnected for falling behind too often.",
+            )?,
+        };
+        registry.register(Box::new(metrics.open.clone()))?;
+        registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.lagged.clone()))?;
+        registry.register(Box::new(metrics.dropped.clone()))?;
+        Ok(metrics)
+    }
 }
 
 impl Metrics {
@@ -90,7 +128,9 @@ impl Metrics {
         registry.register(Box::new(snapshot_rebuilds.clone()))?;
         registry.register(Box::new(answer_reuses.clone()))?;
         registry.register(Box::new(StoreFigures::new(store)?))?;
+        let streams = StreamMetrics::new(&registry)?;
         Ok(Metrics {
+            streams,
             registry,
             requests,
             latency,
@@ -113,6 +153,14 @@ impl Metrics {
     /// Counts a request refused for `reason`.
     pub fn rejected(&self, reason: &str) {
         self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Adds `collector` (another part's metrics, such as upstream mode's) to the registry.
+    ///
+    /// # Errors
+    /// When one of its names is taken or invalid.
+    pub fn register(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
     }
 
     /// Returns the text exposition of every metric.

@@ -16,10 +16,16 @@ pub async fn health() -> HttpResponse {
 /// {"ready":false,"reason":"persistence: <path>: <error>"}` until one succeeds
 /// (the service keeps serving meanwhile). In cluster mode, also 503 while the
 /// replica has not loaded from Redis or is not following it (`"reason":
-/// "cluster: ..."`); reads are still served from memory meanwhile.
+/// "cluster: ..."`); reads are still served from memory meanwhile. In upstream
+/// mode, likewise while the chat server's picture is not taken or its socket is
+/// down (`"reason": "upstream: ..."`).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let cluster = state.cluster.as_ref().and_then(|c| c.problem());
-    match cluster.or_else(|| state.persistence.as_ref().and_then(|s| s.problem())) {
+    let upstream = || state.upstream.as_ref().and_then(|u| u.problem());
+    match cluster
+        .or_else(upstream)
+        .or_else(|| state.persistence.as_ref().and_then(|s| s.problem()))
+    {
         Some(reason) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({ "ready": false, "reason": reason }).to_string(),

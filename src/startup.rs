@@ -3,6 +3,7 @@
 //! drains the server and writes the final snapshot.
 
 use crate::api::fast_path::{self, FastPath};
+use crate::background::BackgroundTask;
 use crate::cluster::Cluster;
 use crate::config::{PresenceSettings, Settings};
 use crate::http::cors::{self, CrossOrigin};
@@ -13,7 +14,9 @@ use crate::http::{not_found, AppState};
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{spawn_sweeper, Store, StoreOptions};
+use crate::stream::{self, StreamHub};
 use crate::ui::{self, Roster};
+use crate::upstream::{self, Upstream};
 use crate::{api, demo, ingest, probes};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -106,10 +109,15 @@ fn refuse_cluster_conflicts(settings: &Settings, demo: bool) -> std::io::Result<
     } else {
         None
     };
+    refuse("cluster.redis_url", conflict)
+}
+
+/// The start-up error for `key` set together with what `conflict` names, if anything.
+fn refuse(key: &str, conflict: Option<&str>) -> std::io::Result<()> {
     match conflict {
         Some(why) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("cluster.redis_url cannot be combined with this: {why}"),
+            format!("{key} cannot be combined with this: {why}"),
         )),
         None => Ok(()),
     }
@@ -160,6 +168,13 @@ fn store_options(presence: &PresenceSettings) -> StoreOptions {
     }
 }
 
+/// Prefixes an I/O error with what start-up was doing when it failed, keeping its kind, so
+/// that the one line `main` prints says which step and which address or file.
+fn doing(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> std::io::Error {
+    let what = what.to_string();
+    move |e| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
 /// Resolves on the first SIGTERM or SIGINT. Both drain gracefully (actix
 /// alone would stop at once on SIGINT). The handlers are installed now, not
 /// when the future is first polled, so no signal is missed once the service
@@ -202,6 +217,25 @@ pub struct Application {
     snapshots: Option<Arc<SnapshotFile>>,
     snapshot_interval: Duration,
     cluster: Option<Cluster>,
+    upstream: Option<Upstream>,
+    streams: Arc<StreamHub>,
+}
+
+/// Stops a running [`Application`] as SIGTERM does: ends the open change
+/// streams, then stops the server.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    streams: Arc<StreamHub>,
+}
+
+impl StopHandle {
+    /// Stops the server; `graceful` lets in-flight requests finish (within
+    /// `server.shutdown_grace_secs`). Resolves once it has stopped.
+    pub fn stop(&self, graceful: bool) -> impl Future<Output = ()> {
+        self.streams.shut_down();
+        self.server.stop(graceful)
+    }
 }
 
 impl Application {
@@ -214,13 +248,18 @@ impl Application {
     /// read or trusted (the file is left as it is), or the address cannot be bound.
     pub fn build(settings: &Settings, demo: bool) -> std::io::Result<Application> {
         refuse_cluster_conflicts(settings, demo)?;
+        refuse("upstream.url", upstream::conflict(settings, demo))?;
         let mut ingest_token = settings.ingest.token.clone();
         if demo {
             ingest_token.get_or_insert_with(|| demo::INGEST_TOKEN.to_owned());
         }
         refuse_placeholder_token(settings, ingest_token.as_deref())?;
-        let listener = TcpListener::bind(settings.server.bind)?;
-        let port = listener.local_addr()?.port();
+        let bind = settings.server.bind;
+        let listener = TcpListener::bind(bind).map_err(doing(format_args!("binding {bind}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(doing(format_args!("reading the address bound at {bind}")))?
+            .port();
         let presence = &settings.presence;
         let snapshots = open_snapshot(settings)?;
         let cluster = open_cluster(settings)?;
@@ -233,10 +272,15 @@ impl Application {
         if demo {
             demo::seed(&store);
         }
-        if ingest_token.is_none() {
+        if ingest_token.is_none() && settings.upstream.url.is_none() {
             tracing::warn!("no ingest token configured (ingest.token / PRESENCED_INGEST_TOKEN): the internal API answers 403");
         }
-        let metrics = Arc::new(Metrics::new(store.clone()).map_err(std::io::Error::other)?);
+        let metrics = Arc::new(
+            Metrics::new(store.clone())
+                .map_err(|e| std::io::Error::other(format!("registering the metrics: {e}")))?,
+        );
+        let upstream = Upstream::new(&settings.upstream, store.clone(), &metrics)
+            .map_err(|e| std::io::Error::other(format!("preparing upstream mode: {e}")))?;
         let observe = Observe::new(
             Arc::clone(&metrics),
             HeadLimits {
@@ -255,11 +299,24 @@ impl Application {
         .with_rate_limits(RateLimits::new(&settings.limits));
         state.persistence = snapshots.clone();
         state.cluster = cluster.clone();
+        state.upstream = upstream.clone();
+        let streams = Arc::new(StreamHub::new(
+            settings.stream.clone(),
+            state.metrics.streams.clone(),
+        ));
+        state.streams = Arc::clone(&streams);
         let state = web::Data::new(state);
         let options = RouteOptions::new(settings, demo);
+        let signal = stop_signal().map_err(doing("installing the SIGTERM/SIGINT handlers"))?;
+        let streams_on_signal = Arc::clone(&streams);
         let mut server = HttpServer::new(move || app(&state, &observe, &options))
-            .listen(listener)?
-            .shutdown_signal(stop_signal()?)
+            .listen(listener)
+            .map_err(doing(format_args!("listening on {bind}")))?
+            // Open streams end first: the drain waits for every open response.
+            .shutdown_signal(async move {
+                signal.await;
+                streams_on_signal.shut_down();
+            })
             .shutdown_timeout(settings.server.shutdown_grace.as_secs());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -272,6 +329,8 @@ impl Application {
             snapshots,
             snapshot_interval: settings.persistence.interval,
             cluster,
+            upstream,
+            streams,
         })
     }
 
@@ -281,8 +340,11 @@ impl Application {
     }
 
     /// Returns a handle that stops the server gracefully.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            streams: Arc::clone(&self.streams),
+        }
     }
 
     /// Serves until the server is stopped (by its handle or a signal) and has
@@ -298,7 +360,12 @@ impl Application {
             Some(_) => None,
         };
         let replication = self.cluster.as_ref().map(Cluster::spawn);
+        let following = self.upstream.as_ref().map(Upstream::spawn);
         let churn = self.demo.then(|| demo::spawn_churn(self.store.clone()));
+        let follower = BackgroundTask::spawn(stream::follow(
+            self.store.clone(),
+            Arc::clone(&self.streams),
+        ));
         let periodic = self
             .snapshots
             .as_ref()
@@ -306,7 +373,7 @@ impl Application {
         let served = self.server.await;
         // Nothing changes the store from here on, so the last snapshot is exact.
         // A periodic write under way finishes first: writes take turns.
-        drop((periodic, churn, sweeper, replication));
+        drop((periodic, churn, sweeper, replication, following, follower));
         if let Some(snapshots) = &self.snapshots {
             snapshots
                 .write_in_background()

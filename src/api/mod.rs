@@ -1,4 +1,4 @@
-//! The public, Rocket.Chat-compatible API (SPEC §3): `users.presence`,
+//! The public, Rocket.Chat-compatible API (docs/api.md §3): `users.presence`,
 //! `users.setStatus`, `users.getStatus`, all behind token auth.
 
 pub mod answer_cache;
@@ -29,6 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource(SCOPE, PRESENCE)
             .route(web::get().to(presence::get))
             .route(web::post().to(presence::post)),
+    )
+    .service(
+        resource(SCOPE, crate::stream::route::PATH).route(web::get().to(crate::stream::route::get)),
     )
     .service(resource(SCOPE, "/users.setStatus").route(web::post().to(status::set)))
     .service(resource(SCOPE, "/users.getStatus").route(web::get().to(status::get)));

@@ -1,4 +1,4 @@
-//! `GET|POST /api/v1/users.presence` (SPEC §3.1): plans the answer from the
+//! `GET|POST /api/v1/users.presence` (docs/api.md §3.1): plans the answer from the
 //! parameters, revalidates (`ETag` / `304`) before doing any work, and assembles
 //! the body from the users' JSON objects (cached answers where the question repeats).
 
@@ -118,7 +118,7 @@ impl Answer {
     }
 }
 
-/// What a request asks for, decided before any work: SPEC §3.1's branches,
+/// What a request asks for, decided before any work: docs/api.md §3.1's branches,
 /// first match wins. The body is a function of the plan and the log position,
 /// which is what makes the plan plus the cursor a sound `ETag`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -203,7 +203,7 @@ impl<'a> Plan<'a> {
     /// Builds the answer, or `None` when it is the full answer of everyone,
     /// which the snapshot cache serves (rendered once however many ask: after a
     /// restart every client's cursor is from another epoch at once).
-    fn answer(&self, store: &Store) -> Option<Answer> {
+    pub(crate) fn answer(&self, store: &Store) -> Option<Answer> {
         match self {
             Plan::Disabled => Some(Answer::written(begun(0), true, store.cursor())),
             Plan::Full => None,
@@ -230,6 +230,18 @@ impl<'a> Plan<'a> {
                 let keep = |user: &str| user != caller.as_str();
                 Answer::delta_written(|out| store.write_changed_from(*from_ms, keep, out)).ok()
             }
+        }
+    }
+}
+
+/// In cluster mode, a cursor from a replica further along: waits a little for
+/// this one to catch up; if it does not, the log lags the cursor and the
+/// answer is full.
+pub(crate) async fn catch_up(state: &AppState, cursor: Cursor) {
+    if let Some(cluster) = &state.cluster {
+        let head = state.store.cursor();
+        if cursor.epoch() == head.epoch() && cursor.seq() > head.seq() {
+            cluster.caught_up(cursor.seq(), SINCE_WAIT).await;
         }
     }
 }
@@ -292,13 +304,8 @@ async fn respond(
     params: PresenceParams<'_>,
 ) -> Result<HttpResponse, ApiError> {
     let plan = Plan::new(state, caller, params, wall_ms)?;
-    if let (Some(cluster), Plan::Since { cursor, .. }) = (&state.cluster, &plan) {
-        // A cursor from a replica further along: wait a little for this one
-        // to catch up; if it does not, the log lags it and the answer is full.
-        let head = state.store.cursor();
-        if cursor.epoch() == head.epoch() && cursor.seq() > head.seq() {
-            cluster.caught_up(cursor.seq(), SINCE_WAIT).await;
-        }
+    if let Plan::Since { cursor, .. } = &plan {
+        catch_up(state, *cursor).await;
     }
     let head = state.store.cursor();
     let key = plan.key(head);
@@ -365,7 +372,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
 /// The answer to a `GET`: the one code both ways of reaching it share.
 pub async fn answer_get(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(req, state)?;
+    let caller = authenticate(req, state).await?;
     let params = PresenceParams::from_query(req.query_string());
     respond(req, state, &caller.id, params).await
 }

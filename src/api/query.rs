@@ -1,5 +1,5 @@
 //! The parameters of `users.presence`, from a query string or a JSON body, into
-//! one shape; and the branch they select (SPEC §3.1).
+//! one shape; and the branch they select (docs/api.md §3.1).
 
 use crate::domain::from_date::parse_from_date;
 use crate::http::error::excerpt;
@@ -194,7 +194,7 @@ impl<'a> PresenceParams<'a> {
         Ok((!ids.is_empty()).then_some(ids))
     }
 
-    /// Chooses the branch of SPEC §3.1 (after "broadcast disabled", which needs no
+    /// Chooses the branch of docs/api.md §3.1 (after "broadcast disabled", which needs no
     /// parameters), validating what that branch uses.
     pub fn branch(self, max_ids: usize) -> Result<Branch<'a>, ApiError> {
         let ids = PresenceParams::distinct_ids(self.ids, max_ids)?;

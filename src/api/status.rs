@@ -1,4 +1,4 @@
-//! `users.setStatus` and `users.getStatus` (SPEC §3.2).
+//! `users.setStatus` and `users.getStatus` (docs/api.md §3.2).
 
 use super::auth::Authenticated;
 use crate::domain::{Status, StatusText, UserId};
@@ -90,6 +90,13 @@ pub async fn set(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let Authenticated(caller) = caller;
+    if state.upstream.is_some() {
+        // The chat server owns statuses in upstream mode: one set here would
+        // be overwritten by its next event, and never reach its other clients.
+        return Err(ApiError::not_allowed(
+            "users.setStatus: in upstream mode the chat server owns statuses: send this              request to Rocket.Chat (route only users.presence to presenced)",
+        ));
+    }
     let body: SetStatusBody = read_json(&req, payload, state.max_body_bytes).await?;
     if body.status.is_none() && body.message.is_none() {
         return Err(ApiError::invalid_params(

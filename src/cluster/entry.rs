@@ -5,7 +5,7 @@
 //! Fields: `k` kind (`u` a visible change, `h` a change of nothing visible —
 //! tokens, roles, `statusConnection` —, `d` a deletion; `s` marks a state
 //! loaded at bootstrap), `id`, `un` username, `nm` name, `off` utcOffset,
-//! `et` avatarETag, `st` status (SPEC §1, before deactivation), `tx` status
+//! `et` avatarETag, `st` status (docs/api.md §1, before deactivation), `tx` status
 //! text, `ac` active, `ad` admin, `cs` statusConnection, `tk` token hashes
 //! separated by spaces. Empty means unset.
 

@@ -7,13 +7,13 @@
 //! - **Redis holds the truth.** Profiles, tokens, chosen statuses and
 //!   connections live in Redis, under keys that all share the hash tag
 //!   `{presenced}` (so one Redis Cluster slot holds them all):
-//!   `u:<id>` (hash: profile, chosen `ch` and SPEC §1 `st` status, text),
+//!   `u:<id>` (hash: profile, chosen `ch` and docs/api.md §1 `st` status, text),
 //!   `t:<id>` (token hashes), `c:<id>` (connection id → "status instance"),
 //!   `owners`, `names`, `ids`, `i:<instance>`, `due` (connection deadlines,
 //!   sorted by Redis `TIME`), `gen` (the stream's generation) and `log` (the
 //!   change stream).
 //! - **Writes are one Lua script** (`presence.lua`, the only place cluster mode
-//!   applies the SPEC §1 status rules): it reads the stored state, applies the
+//!   applies the docs/api.md §1 status rules): it reads the stored state, applies the
 //!   op, recomputes the status and, only if something changed, writes the
 //!   state and `XADD`s one entry with the user's full state (see `entry.rs`) to
 //!   the stream, trimmed with `MAXLEN ~ changelog_capacity` (at least 100). Changes of nothing

@@ -30,7 +30,7 @@ local function ikey(inst) return P .. 'i:' .. inst end -- set of an instance's c
 -- The first write ever (or after Redis lost its data) names the generation.
 redis.call('SET', P .. 'gen', ARGV[2], 'NX')
 
--- SPEC §1, the one place cluster mode applies it.
+-- docs/api.md §1, the one place cluster mode applies it.
 local function connection_status(uid)
   local best = 'offline'
   for _, v in ipairs(redis.call('HVALS', ckey(uid))) do

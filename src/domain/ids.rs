@@ -1,6 +1,6 @@
 //! Identifiers that cross the API: user ids, usernames, connection and instance ids.
 //!
-//! All share one rule (SPEC §4): 1–64 characters of `[A-Za-z0-9._-]`. The store
+//! All share one rule (docs/api.md §4): 1–64 characters of `[A-Za-z0-9._-]`. The store
 //! keeps its own packed copies, so these are only the values passing through a
 //! request or an op: held inline up to 24 bytes (Rocket.Chat's ids are 17), so
 //! parsing one on every authenticated request allocates nothing.

@@ -3,13 +3,13 @@
 use super::ids::Username;
 use std::fmt;
 
-/// Longest `name`, in characters. SPEC is silent; this bounds memory per user.
+/// Longest `name`, in characters. the contract is silent; this bounds memory per user.
 pub const MAX_NAME_CHARS: usize = 256;
 /// Longest `avatarETag`, in characters.
 pub const MAX_ETAG_CHARS: usize = 128;
 /// Most roles a user may carry, and the longest role name.
 pub const MAX_ROLES: usize = 64;
-/// Longest status text, in characters (SPEC §1).
+/// Longest status text, in characters (docs/api.md §1).
 pub const MAX_STATUS_TEXT_CHARS: usize = 120;
 
 /// A validated profile. Roles are reduced to the one that means something here.

@@ -1,4 +1,4 @@
-//! Statuses and the rules that derive what other users see (SPEC §1).
+//! Statuses and the rules that derive what other users see (docs/api.md §1).
 
 use std::fmt;
 

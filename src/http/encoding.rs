@@ -1,5 +1,5 @@
 //! Response compression: gzip when the client accepts it and the body is big
-//! enough for it to pay (SPEC §3.1 polling aids).
+//! enough for it to pay (docs/api.md §3.1 polling aids).
 
 use actix_web::http::header::ACCEPT_ENCODING;
 use actix_web::web::Bytes;

@@ -254,6 +254,29 @@ impl ApiError {
         )
     }
 
+    /// 400 `error-not-allowed`: what this deployment leaves to another service.
+    pub fn not_allowed(message: impl Into<Cow<'static, str>>) -> ApiError {
+        ApiError::typed(StatusCode::BAD_REQUEST, "error-not-allowed", message)
+    }
+
+    /// 429 `error-too-many-streams`: `what` names the limit reached.
+    pub fn too_many_streams(what: String) -> ApiError {
+        ApiError::typed(
+            StatusCode::TOO_MANY_REQUESTS,
+            "error-too-many-streams",
+            what,
+        )
+    }
+
+    /// 404 `error-stream-disabled`: `stream.max_streams` is 0.
+    pub fn stream_disabled() -> ApiError {
+        ApiError::typed(
+            StatusCode::NOT_FOUND,
+            "error-stream-disabled",
+            "the change stream is off (stream.max_streams = 0): poll GET /api/v1/users.presence",
+        )
+    }
+
     /// Returns the `errorType` of the body, if it has one.
     pub fn error_type(&self) -> Option<&'static str> {
         match self.kind {

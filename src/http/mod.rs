@@ -27,7 +27,7 @@ pub fn resource(prefix: &str, pattern: &str) -> actix_web::Resource {
         .default_service(actix_web::web::to(not_found))
 }
 
-/// Unknown route (SPEC §3): `404 {"success":false,"error":"Resource not found"}`.
+/// Unknown route (docs/api.md §3): `404 {"success":false,"error":"Resource not found"}`.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found())
 }

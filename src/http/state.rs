@@ -5,10 +5,13 @@ use super::rate_limits::RateLimits;
 use super::ApiError;
 use crate::api::answer_cache::{RecentAnswers, SnapshotCache};
 use crate::cluster::Cluster;
+use crate::config::StreamSettings;
 use crate::domain::{Status, StatusText, UserId};
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
 use crate::store::{Applied, Op, Store};
+use crate::stream::StreamHub;
+use crate::upstream::Upstream;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,11 @@ pub struct AppState {
     pub persistence: Option<Arc<SnapshotFile>>,
     /// Cluster mode: writes go through Redis, and the store follows it.
     pub cluster: Option<Cluster>,
+    /// Upstream mode: the chat server feeds the store and checks tokens.
+    pub upstream: Option<Upstream>,
+    /// The change stream's limits, channel and shutdown (default settings
+    /// until the application sets its own).
+    pub streams: Arc<StreamHub>,
     /// SHA-256 of the ingest token; `None` disables the internal API.
     ingest_token_hash: Option<[u8; 32]>,
 }
@@ -51,11 +59,16 @@ impl AppState {
             max_ids,
             max_body_bytes,
             snapshots: SnapshotCache::new(metrics.snapshot_rebuilds.clone()),
+            streams: Arc::new(StreamHub::new(
+                StreamSettings::default(),
+                metrics.streams.clone(),
+            )),
             recent: RecentAnswers::new(metrics.answer_reuses.clone()),
             metrics,
             limits: RateLimits::default(),
             persistence: None,
             cluster: None,
+            upstream: None,
             ingest_token_hash: ingest_token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
     }

@@ -1,4 +1,4 @@
-//! The internal (ingest) API, `/internal/v1/*` (SPEC §4): how the chat server
+//! The internal (ingest) API, `/internal/v1/*` (docs/api.md §4): how the chat server
 //! pushes users, tokens, connections and statuses in. Bearer-token protected.
 
 mod auth;

@@ -1,4 +1,4 @@
-//! Persistence (SPEC §5, `persistence.*`): the store's users, tokens, chosen
+//! Persistence (docs/configuration.md, `persistence.*`): the store's users, tokens, chosen
 //! statuses and connections, saved to one snapshot file every interval and
 //! on shutdown, and loaded at start.
 //!

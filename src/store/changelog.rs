@@ -1,4 +1,4 @@
-//! The change log: a time-ordered ring of recent changes (SPEC §2).
+//! The change log: a time-ordered ring of recent changes (docs/api.md §2).
 //!
 //! Each entry is `(timestamp ms, user)`, and a deletion carries the tombstone
 //! the user leaves; other states are read from the store when a delta is
@@ -30,7 +30,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A position in the log of one epoch (SPEC §3.3). Printed as `<epoch>.<seq>` in hex.
+/// A position in the log of one epoch (docs/api.md §3.3). Printed as `<epoch>.<seq>` in hex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cursor {
     epoch: u64,
@@ -186,6 +186,10 @@ pub struct ChangeLog<K> {
     window_ms: i64,
     /// True if and only if changes are numbered by stream position (a replica).
     replicated: bool,
+    /// Woken after every append and rebase, for the one task that follows the
+    /// log (the change stream's, see `crate::stream`). A permit is kept while
+    /// nobody waits, so a change published between a read and a wait is not missed.
+    published: tokio::sync::Notify,
 }
 
 impl<K: Copy + Eq + Hash> ChangeLog<K> {
@@ -206,6 +210,7 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
             capacity: capacity.max(1),
             window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
             replicated: false,
+            published: tokio::sync::Notify::new(),
         }
     }
 
@@ -233,6 +238,8 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
         ring.last_ts = floor_ms;
         ring.evicted_seq = floor;
         ring.evicted_ts = Some(floor_ms);
+        drop(ring);
+        self.published.notify_one();
     }
 
     /// Appends the change at stream position `position` (written at `ts`) to
@@ -246,14 +253,20 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
         position: u64,
     ) -> Cursor {
         let mut ring = self.ring.write();
-        if position > ring.head {
+        let appended = position > ring.head;
+        if appended {
             ring.positions.push_back(position);
             self.push(&mut ring, user, tombstone, ts, position);
         }
-        Cursor {
+        let cursor = Cursor {
             epoch: ring.epoch,
             seq: ring.head,
+        };
+        drop(ring);
+        if appended {
+            self.published.notify_one();
         }
+        cursor
     }
 
     /// Appends a change and publishes it: from the moment this returns, readers
@@ -262,10 +275,13 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
         let mut ring = self.ring.write();
         let seq = ring.head + 1;
         self.push(&mut ring, user, tombstone, now_ms, seq);
-        Cursor {
+        let cursor = Cursor {
             epoch: ring.epoch,
             seq,
-        }
+        };
+        drop(ring);
+        self.published.notify_one();
+        cursor
     }
 
     /// Pushes the change numbered `seq`, evicting what falls out of the
@@ -404,6 +420,14 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
         }
     }
 
+    /// Returns once the head is no longer `seen` (at once if it has moved
+    /// already). Meant for one waiter at a time: a wake-up goes to one task.
+    pub async fn moved_from(&self, seen: Cursor) {
+        while self.cursor() == seen {
+            self.published.notified().await;
+        }
+    }
+
     /// Returns counts describing the ring.
     pub fn stats(&self) -> LogStats {
         let ring = self.ring.read();
@@ -448,6 +472,28 @@ mod tests {
 
     fn log(capacity: usize) -> Log {
         ChangeLog::new(capacity, Duration::from_secs(600), T0)
+    }
+
+    #[tokio::test]
+    async fn moved_from_waits_for_the_next_change_and_misses_none_made_before_the_wait() {
+        let log = Arc::new(log(10));
+        let seen = log.cursor();
+        // Made before anyone waits: the wait returns at once.
+        change(&log, "a", T0);
+        log.moved_from(seen).await;
+        let seen = log.cursor();
+        let waiter = {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move { log.moved_from(seen).await })
+        };
+        // One thread: the waiter has run up to its wait and nothing woke it.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        change(&log, "b", T0);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken by the change")
+            .expect("waiter");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! monotonic and per process, and come back as ages on the new store's clock;
 //! a connection older than the TTL comes back already due and expires at the
 //! first sweep. A restored store is a new epoch with an empty log: every
-//! earlier cursor gets a full answer (SPEC §2.3), and restoring logs nothing.
+//! earlier cursor gets a full answer (docs/api.md §2.3), and restoring logs nothing.
 
 use super::{now_ms, Locked, Store, StoreError, StoreOptions, UserRecord, MAX_TOKENS_PER_USER};
 use crate::domain::status::visible_status;
@@ -194,6 +194,11 @@ impl Store {
             visit(users)?;
         }
         Ok(())
+    }
+
+    /// Returns the user's image (refresh times as 0), if the user exists.
+    pub fn image_of(&self, id: &str) -> Option<UserImage> {
+        self.shared.with_user(id, |r| r.image(|_| 0))
     }
 
     /// Returns a number that grows whenever any user changes in any way,

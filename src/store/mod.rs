@@ -6,7 +6,7 @@
 //! user costs a few hundred bytes at a million users. Writers hold one user's
 //! shard while they change it and append the change to the log, so the log's
 //! order is each user's order and a change is in the map before its cursor is
-//! published (SPEC §2, invariant 1). Readers hold a shard's read lock only while
+//! published (docs/api.md §2, invariant 1). Readers hold a shard's read lock only while
 //! they copy one user out.
 //!
 //! The username and connection indexes hold hashes and slots, not keys, so a
@@ -73,7 +73,7 @@ pub struct StoreOptions {
 }
 
 impl Default for StoreOptions {
-    /// The defaults of SPEC §5, as in `config/default.toml`.
+    /// The defaults of docs/configuration.md, as in `config/default.toml`.
     fn default() -> StoreOptions {
         StoreOptions {
             changelog_capacity: 1_000_000,
@@ -1006,6 +1006,13 @@ impl Store {
         self.shared.log.cursor()
     }
 
+    /// Returns once the log has moved past `seen`: a change was published, or
+    /// a replica's log was rebased. One task at a time may wait (the change
+    /// stream's follower, see `crate::stream`).
+    pub async fn moved_from(&self, seen: Cursor) {
+        self.shared.log.moved_from(seen).await;
+    }
+
     /// Returns the id of the user with this username.
     pub fn find_username(&self, username: &str) -> Option<UserId> {
         let sh = &*self.shared;
@@ -1038,7 +1045,7 @@ impl Store {
             .flatten()
     }
 
-    /// Returns true if and only if presence broadcast is disabled (SPEC §3.1 branch 1).
+    /// Returns true if and only if presence broadcast is disabled (docs/api.md §3.1 branch 1).
     pub fn broadcast_disabled(&self) -> bool {
         self.shared.broadcast_disabled.load(Ordering::Relaxed)
     }

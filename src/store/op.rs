@@ -1,4 +1,4 @@
-//! Writes as values: one validated command per ingest row (SPEC §4), so the
+//! Writes as values: one validated command per ingest row (docs/api.md §4), so the
 //! single routes and the batch route share one path into the store.
 
 use super::{Store, StoreError, Written};

@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub struct UserState {
     pub id: UserId,
     pub profile: Profile,
-    /// `status` by SPEC §1 (manual-set exception included), before
+    /// `status` by docs/api.md §1 (manual-set exception included), before
     /// deactivation hides it.
     pub status: Status,
     pub status_text: StatusText,

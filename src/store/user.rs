@@ -111,7 +111,7 @@ pub(crate) struct UserRecord {
     pub version: u32,
     /// `statusDefault`: what the user chose.
     chosen: Status,
-    /// `status` by SPEC §1, including the manual-set exception; deactivation is
+    /// `status` by docs/api.md §1, including the manual-set exception; deactivation is
     /// applied on top of it when rendering.
     status: Status,
     pub active: bool,
@@ -257,7 +257,7 @@ impl UserRecord {
         }
     }
 
-    /// Applies the SPEC §1 rule after a connection event (which ends a manual
+    /// Applies the docs/api.md §1 rule after a connection event (which ends a manual
     /// status set's exception). Only the status can change here.
     fn recompute(&mut self) -> Touched {
         let before = self.visible_status();

@@ -77,7 +77,7 @@ fn push_json_str(out: &mut String, s: &str, plain: bool) {
 }
 
 /// Appends the user's object to `out`, which an answer's users can share, in the
-/// wire shape: unset or empty fields are omitted, never null (SPEC §3.1). By hand
+/// wire shape: unset or empty fields are omitted, never null (docs/api.md §3.1). By hand
 /// rather than through serde: this runs for every user of every answer built,
 /// and a profile showed serde's per-byte escaping first.
 pub(crate) fn write_json(out: &mut String, id: &str, v: &Visible<'_>) {

@@ -1,4 +1,4 @@
-//! Public-API auth (SPEC §3): who gets the upstream 401 body, hashed tokens,
+//! Public-API auth (docs/api.md §3): who gets the upstream 401 body, hashed tokens,
 //! the 404 of unknown routes, and the operator probes.
 
 use crate::helpers::*;

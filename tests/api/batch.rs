@@ -1,4 +1,4 @@
-//! `POST /internal/v1/batch` (SPEC §4): rows applied in order, per-row errors by
+//! `POST /internal/v1/batch` (docs/api.md §4): rows applied in order, per-row errors by
 //! index with the rest still applied, every op kind, and the whole-batch
 //! rejections, which must change nothing.
 

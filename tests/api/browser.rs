@@ -3,12 +3,12 @@
 //! in headless Chromium (`tests/browser/roster.mjs`).
 //!
 //! They need `node`, `/usr/bin/chromium` and `tests/browser/node_modules` (`npm ci`
-//! there). Without them a test prints `SKIPPED: <why>` and passes, so `cargo test`
-//! works with the Rust toolchain alone; with `PRESENCED_REQUIRE_BROWSER=1` (as
-//! `.ci/run` sets it) a missing prerequisite fails the test instead.
+//! there). `build.rs` looks for them: built without them, a test is reported as
+//! ignored with the reason, so `cargo test` works with the Rust toolchain alone and
+//! never counts a test that did not run as passed; with `PRESENCED_REQUIRE_BROWSER=1`
+//! (as `.ci/run` sets it) the tests run anyway and a missing prerequisite fails them.
 
 use crate::helpers::*;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -54,21 +54,13 @@ fn missing(needs: Needs) -> Option<String> {
     None
 }
 
-/// Returns true if the test may run; otherwise says SKIPPED where it is seen, or
-/// fails when `PRESENCED_REQUIRE_BROWSER=1`.
-fn prerequisites_met(test: &str, needs: Needs) -> bool {
-    let Some(why) = missing(needs) else {
-        return true;
-    };
-    let required = std::env::var("PRESENCED_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    assert!(!required, "{test}: {why}, and PRESENCED_REQUIRE_BROWSER=1");
-    // Straight to the process's stderr: the test harness would swallow a println!
-    // of a passing test, and a skip must not pass unnoticed.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: {test}: {why} (set PRESENCED_REQUIRE_BROWSER=1 to make this a failure) ***\n"
-    );
-    false
+/// Fails the test, saying what is missing, unless `needs` is here. `build.rs` made
+/// the test ignored where it was missing at build time, so this fails only where it
+/// went missing since, or under `PRESENCED_REQUIRE_BROWSER=1`.
+fn require(test: &str, needs: Needs) {
+    if let Some(why) = missing(needs) {
+        panic!("{test}: {why}");
+    }
 }
 
 /// A running `node` script; stopped (TERM, then KILL) if the test ends first.
@@ -155,10 +147,9 @@ async fn run(script: &str, vars: &[(&str, &str)]) {
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_node, ignore = "needs node on PATH")]
 async fn the_polling_client_keeps_a_snapshot_plus_deltas_equal_to_a_fresh_snapshot() {
-    if !prerequisites_met("client.mjs", Needs::Node) {
-        return;
-    }
+    require("client.mjs", Needs::Node);
     // Two servers, so two epochs: the script re-points its client from one to the other.
     let (a, b) = (spawn_app().await, spawn_app().await);
     run(
@@ -173,10 +164,12 @@ async fn the_polling_client_keeps_a_snapshot_plus_deltas_equal_to_a_fresh_snapsh
 }
 
 #[tokio::test]
+#[cfg_attr(
+    presenced_without_browser,
+    ignore = "needs node, /usr/bin/chromium and npm ci in tests/browser"
+)]
 async fn the_roster_page_and_a_cross_origin_page_follow_the_demo_in_chromium() {
-    if !prerequisites_met("roster.mjs", Needs::NodeAndChromium) {
-        return;
-    }
+    require("roster.mjs", Needs::NodeAndChromium);
     // Into target/ on every run, so tests leave the work tree clean;
     // `PRESENCED_UPDATE_SCREENSHOT=1 cargo test roster` refreshes the README's copy.
     let into = if std::env::var_os("PRESENCED_UPDATE_SCREENSHOT").is_some() {

@@ -1,4 +1,4 @@
-//! The real `presenced` binary as a child process (SPEC §5): config errors stop
+//! The real `presenced` binary as a child process (docs/configuration.md): config errors stop
 //! start-up naming what is wrong, `--demo` serves the upstream page's example,
 //! and SIGTERM ends it with exit status 0.
 //!
@@ -240,6 +240,65 @@ async fn out_of_range_value_in_the_file_stops_start_up_naming_key_and_file() {
 }
 
 /// The two users of the upstream page's example answer, field for field.
+#[tokio::test]
+async fn presenced_config_names_the_file_when_no_flag_does() {
+    let file = config_file("[presence]\nmax_idz = 10\n");
+    let stderr = refused(&[], &[("PRESENCED_CONFIG", path_str(file.path()))]).await;
+    assert!(stderr.contains("presence.max_idz"), "{stderr}");
+    assert!(stderr.contains(path_str(file.path())), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_taken_port_stops_start_up_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("bound address").to_string();
+    let mut child = start(&["--bind", &addr], &[]);
+    let stderr = child.exits_with(1).await;
+    assert!(
+        stderr.contains(&format!("binding {addr}: ")),
+        "the message should say what start-up was doing, and where: {stderr}"
+    );
+}
+
+/// Runs the binary to completion with a clean environment and returns its stdout.
+fn stdout_of(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .expect("presenced runs");
+    assert!(output.status.success(), "{:?}", output);
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn help_names_where_settings_come_from_and_the_variables_a_start_needs() {
+    let help = stdout_of(&["--help"]);
+    for needed in [
+        "--config FILE, else by PRESENCED_CONFIG",
+        "PRESENCED_<SECTION>_<KEY>",
+        "PRESENCED_BIND",
+        "PRESENCED_INGEST_TOKEN",
+        "--print-config",
+        "4. flags",
+    ] {
+        assert!(help.contains(needed), "--help lacks {needed:?}:\n{help}");
+    }
+    assert!(
+        !help.contains("config/default.toml"),
+        "--help should not send an installed binary's user to a source path:\n{help}"
+    );
+}
+
+#[test]
+fn print_config_prints_the_documented_defaults() {
+    assert_eq!(
+        stdout_of(&["--print-config"]),
+        include_str!("../../config/default.toml")
+    );
+}
+
 fn page_users() -> [Value; 2] {
     [
         json!({
@@ -331,7 +390,7 @@ async fn ingest_token_from_the_environment_opens_the_internal_api() {
         .send()
         .await
         .expect("request sent");
-    // SPEC §4 pins no code for a wrong bearer token; either refusal will do.
+    // docs/api.md §4 pins no code for a wrong bearer token; either refusal will do.
     assert!(
         matches!(wrong.status().as_u16(), 401 | 403),
         "{}",

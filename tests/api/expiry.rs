@@ -1,4 +1,4 @@
-//! Connection expiry over real time (SPEC §1): a connection not refreshed within
+//! Connection expiry over real time (docs/api.md §1): a connection not refreshed within
 //! `connection_ttl` closes, and the change shows like any other.
 //!
 //! These tests wait on the wall clock because the real server's expiry task is

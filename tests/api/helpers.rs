@@ -14,12 +14,19 @@ use tokio::time::Instant;
 
 pub const INGEST_TOKEN: &str = "test-ingest-token";
 
+/// A loopback port nobody listens on right now, for a server the test starts
+/// as another process (an in-process one binds port 0 itself).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
 /// A running presenced on 127.0.0.1 with a free port; stopped when dropped
 /// if this test started it in-process.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    handle: Option<actix_web::dev::ServerHandle>,
+    handle: Option<presenced::StopHandle>,
 }
 
 impl Drop for TestApp {

@@ -1,4 +1,4 @@
-//! The internal (ingest) API, SPEC §4, route by route over HTTP: auth, every row
+//! The internal (ingest) API, docs/api.md §4, route by route over HTTP: auth, every row
 //! of the table and every error path. A rejected request must leave the state as
 //! it was; [`World::assert_unchanged`] checks the stats, the full snapshot and
 //! the change log (an empty delta since the state before).
@@ -1242,7 +1242,7 @@ async fn offline_status_makes_a_connected_user_invisible() {
     // A heartbeat or a status change of the connection does not reveal the user.
     w.app.connect("u1", "away").await;
     assert_eq!(w.status("u1").await, "offline");
-    // Choosing online takes effect at once (SPEC §1 exception) ...
+    // Choosing online takes effect at once (docs/api.md §1 exception) ...
     w.set_status_body("u1", json!({"status": "online"})).await;
     assert_eq!(w.status("u1").await, "online");
     // ... and the next connection event recomputes from the away connections.

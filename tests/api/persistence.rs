@@ -1,4 +1,4 @@
-//! Persistence across restarts (SPEC §5), in process: a server with a snapshot
+//! Persistence across restarts (docs/configuration.md), in process: a server with a snapshot
 //! file in a temporary directory is stopped as SIGTERM would stop it, and a new
 //! one started from the same file. The real binary under signals is in `signals`.
 

@@ -1,4 +1,4 @@
-//! Polling aids (SPEC §3.1): `ETag` / `If-None-Match` -> 304, compression, and
+//! Polling aids (docs/api.md §3.1): `ETag` / `If-None-Match` -> 304, compression, and
 //! the full answer rendered once per log position.
 
 use crate::helpers::*;

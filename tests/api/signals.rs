@@ -1,4 +1,4 @@
-//! The real binary with a snapshot file, under signals and faults (SPEC §5):
+//! The real binary with a snapshot file, under signals and faults (docs/configuration.md):
 //! SIGTERM and SIGINT drain, write the final snapshot and exit 0; SIGKILL in
 //! the middle of a write leaves the previous snapshot whole; a damaged file
 //! stops start-up naming it and stays as it was; an unwritable path is logged

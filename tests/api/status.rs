@@ -1,5 +1,5 @@
-//! `users.setStatus` and `users.getStatus` (SPEC §3.2), and the status rule of
-//! SPEC §1 observed over HTTP.
+//! `users.setStatus` and `users.getStatus` (docs/api.md §3.2), and the status rule of
+//! docs/api.md §1 observed over HTTP.
 
 use crate::helpers::*;
 use reqwest::header::CONTENT_TYPE;
@@ -518,7 +518,7 @@ async fn get_status_of_an_unknown_user_is_400_invalid_user() {
     }
 }
 
-// ---- the status rule (SPEC §1) over HTTP ----
+// ---- the status rule (docs/api.md §1) over HTTP ----
 
 /// `(connections, chosen) -> visible` for every combination.
 const TRUTH_TABLE: [(&[&str], &str, &str); 16] = [

@@ -44,7 +44,7 @@ function cleanup() {
   })();
   return cleaning;
 }
-watchdog(150_000, cleanup);
+watchdog(200_000, cleanup);
 process.on('SIGTERM', async () => {
   console.error('SIGTERM: cleaning up');
   await cleanup();
@@ -293,9 +293,10 @@ try {
     ['online', 'away', 'busy', 'offline'].map((s) => document.querySelectorAll(`tbody tr[data-status="${s}"]`).length),
   ]);
   assert.deepEqual(shown, rows, 'the counts match the rows');
-  const lastPoll = roster.locator('#last-poll');
-  assert.match(await lastPoll.getAttribute('data-latency-ms'), /^\d+$/);
-  assert.match(await lastPoll.textContent(), /^last poll .*: \d+ ms, (304 not modified|200)/);
+  // On its own origin, in a browser with EventSource, the roster follows the change stream.
+  assert.equal(await roster.locator('#mode').textContent(), 'push');
+  assert.match(await roster.locator('#last-poll').textContent(), /^pushed \d{2}:\d{2}:\d{2}: (full snapshot|\d+ changed)/,
+    'one 24-hour clock, as in the local-time column');
 
   step(`screenshot to ${SCREENSHOT}`);
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
@@ -314,6 +315,17 @@ try {
   await asking.goto(`${plainUrl}/`);
   assert.equal(await asking.locator('#roster').isVisible(), false);
   assert.doesNotMatch(await asking.content(), /aobEdbYhXfu5hkeqG/, 'no demo credentials outside --demo');
+  // The form's fields line up: same left edge, same width, the button under them.
+  const [idBox, tokenBox, buttonBox] = await Promise.all(
+    ['input[name="userId"]', 'input[name="authToken"]', '#login button'].map((s) => asking.locator(s).boundingBox()));
+  assert.equal(idBox.x, tokenBox.x, 'inputs share a left edge');
+  assert.equal(idBox.width, tokenBox.width, 'inputs have one width');
+  assert.equal(buttonBox.x, idBox.x, 'the button lines up with the inputs');
+  assert.ok(buttonBox.y > tokenBox.y + tokenBox.height, 'the button is below the inputs');
+  const loginShot = SCREENSHOT.replace(/\.png$/, '-login.png');
+  step(`screenshot of the login form to ${loginShot}`);
+  await asking.setViewportSize({ width: 900, height: 470 });
+  await asking.screenshot({ path: loginShot });
   await asking.locator('input[name="userId"]').fill('viewer');
   await asking.locator('input[name="authToken"]').fill('viewer-token');
   await asking.locator('#login button').click();
@@ -331,6 +343,8 @@ try {
   const refused = await browser.newPage();
   await refused.goto(`${plainUrl}/#userId=viewer&authToken=wrong`);
   await refused.locator('#last-poll.failed').waitFor();
+  // The stream refused the wrong token (401), so the roster fell back to polling.
+  assert.equal(await refused.locator('#mode').textContent(), 'polling');
   assert.match(await refused.locator('#last-poll').textContent(), /poll failed .*HTTP 401.*retrying in/);
   assert.equal(await refused.locator('tbody tr').count(), 0);
   // ...and correcting the fragment starts over with the new credentials.
@@ -338,9 +352,78 @@ try {
   await refused.locator('tr[data-id="alice"]').waitFor();
   assert.equal(await refused.locator('#last-poll.failed').count(), 0);
 
+  step('push: a real EventSource sees a change at once and resumes after the server drops it');
+  // Cookies are per host, not per port: the pages above would share the stream's.
+  for (const p of [asking, linked, refused, roster, page, modulePage, other]) await p.close();
+  // Every stream ends after 2 s, as a server rebalancing its streams would end them.
+  const pushUrl = await startPresenced([], {
+    PRESENCED_UI_ROSTER: 'true', PRESENCED_INGEST_TOKEN: 'push-test', PRESENCED_STREAM_MAX_LIFETIME_SECS: '2',
+  });
+  const push = ingest(pushUrl, 'push-test');
+  await push.user('viewer');
+  await push.token('viewer', 'viewer-token');
+  await push.user('alice', { name: 'Alice' });
+  await push.connect('alice', 'online');
+  const pushed = await browser.newPage();
+  pushed.on('console', (m) => m.type() === 'error' && pageErrors.push(`${pushed.url()}: ${m.text()}`));
+  await pushed.goto(`${pushUrl}/#userId=viewer&authToken=viewer-token`);
+  await pushed.locator('tr[data-id="alice"][data-status="online"]').waitFor();
+  await pushed.locator('#mode[data-mode="push"]').waitFor();
+  // Beside the roster's client, a bare EventSource on the cookies the client set.
+  await pushed.evaluate(() => {
+    window.raw = { opens: 0, events: [] };
+    const source = new EventSource('api/v1/users.presence.stream');
+    source.onopen = () => window.raw.opens++;
+    source.onmessage = (e) => {
+      const body = JSON.parse(e.data);
+      window.raw.events.push({ opens: window.raw.opens, id: e.lastEventId, full: body.full,
+        users: body.users.map((u) => u._id + ':' + u.status), at: Date.now() });
+    };
+    window.rawSource = source;
+  });
+  await eventually('the bare stream to open', () => pushed.evaluate(() => window.raw.events.length > 0), 10_000);
+  const t2 = Date.now();
+  await push.status('alice', 'away');
+  await pushed.locator('tr[data-id="alice"][data-status="away"]').waitFor({ timeout: 10_000 });
+  const rawSaw = await eventually('the bare stream to see the change', () =>
+    pushed.evaluate(() => window.raw.events.find((e) => e.users.includes('alice:away'))), 10_000);
+  console.log(`  pushed after ${rawSaw.at - t2} ms (the issue asks within a second; not asserted)`);
+  step('the server ends the stream; the browser reconnects with Last-Event-ID and resumes');
+  const opens = await pushed.evaluate(() => window.raw.opens);
+  await eventually('the bare stream to reconnect', () => pushed.evaluate((n) => window.raw.opens > n, opens), 10_000);
+  await push.status('alice', 'busy');
+  await pushed.locator('tr[data-id="alice"][data-status="busy"]').waitFor({ timeout: 10_000 });
+  const afterDrop = await eventually('the change after the reconnect', () =>
+    pushed.evaluate(() => window.raw.events.find((e) => e.users.includes('alice:busy'))), 10_000);
+  assert.ok(afterDrop.opens >= 2, JSON.stringify(afterDrop));
+  // Resumed, not started over: every answer after a reconnect is a delta.
+  const events = await pushed.evaluate(() => window.raw.events);
+  assert.deepEqual(events.filter((e) => e.full).map((e) => e.opens), [1], JSON.stringify(events));
+  assert.equal(await pushed.locator('#mode').textContent(), 'push');
+  await pushed.evaluate(() => window.rawSource.close());
+  await pushed.close();
+
+  step('a server without the stream: the roster falls back to polling');
+  const pollUrl = await startPresenced([], {
+    PRESENCED_UI_ROSTER: 'true', PRESENCED_INGEST_TOKEN: 'poll-test', PRESENCED_STREAM_MAX_STREAMS: '0',
+  });
+  const polled = ingest(pollUrl, 'poll-test');
+  await polled.user('viewer');
+  await polled.token('viewer', 'viewer-token');
+  await polled.user('bob');
+  await polled.connect('bob', 'online');
+  const fallback = await browser.newPage();
+  await fallback.goto(`${pollUrl}/#userId=viewer&authToken=viewer-token`);
+  await fallback.locator('tr[data-id="bob"][data-status="online"]').waitFor();
+  await fallback.locator('#mode[data-mode="polling"]').waitFor();
+  await polled.status('bob', 'away');
+  await fallback.locator('tr[data-id="bob"][data-status="away"]').waitFor({ timeout: 10_000 });
+  assert.match(await fallback.locator('#last-poll').textContent(), /^last poll /);
+  await fallback.close();
+
   assert.deepEqual(pageErrors, [], 'no page errors and no console errors (CSP included)');
   await cleanup();
-  step('PASS: roster, cross-origin polling, refusals');
+  step('PASS: roster, cross-origin polling, refusals, push and its fallback');
   process.exit(0);
 } catch (e) {
   console.error('FAIL:', e);

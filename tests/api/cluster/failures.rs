@@ -1,5 +1,5 @@
 //! What a client sees when things go wrong in cluster mode: Redis down or
-//! restarted, and every SPEC error path answered as a single process answers it.
+//! restarted, and every documented error path answered as a single process answers it.
 
 use super::{
     ready_status, replica, replica_at, replica_with, wait_for_state, wait_known, wait_ready,
@@ -10,11 +10,10 @@ use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn with_redis_down_reads_go_on_writes_get_503_and_after_it_returns_nothing_acknowledged_is_lost(
 ) {
-    let Some(mut redis) = TestRedis::start_durable() else {
-        return;
-    };
+    let mut redis = TestRedis::start_durable();
     let (a, b) = (replica(&redis).await, replica(&redis).await);
     let caller = a.login("caller").await;
     for user in ["u1", "u2"] {
@@ -72,10 +71,9 @@ async fn with_redis_down_reads_go_on_writes_get_503_and_after_it_returns_nothing
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn when_redis_comes_back_without_its_data_replicas_resync_and_old_cursors_get_full() {
-    let Some(mut redis) = TestRedis::start() else {
-        return;
-    };
+    let mut redis = TestRedis::start();
     let a = replica(&redis).await;
     let caller = a.login("caller").await;
     a.user("u1").await;
@@ -99,12 +97,11 @@ async fn when_redis_comes_back_without_its_data_replicas_resync_and_old_cursors_
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn a_replica_cut_off_while_the_stream_is_trimmed_past_it_resyncs_and_converges() {
     // Small stream nodes, so that `MAXLEN ~` trims at a fine grain (the
     // stream keeps at least 100 entries whatever the capacity).
-    let Some(redis) = TestRedis::start_with(&["--stream-node-max-entries", "10"]) else {
-        return;
-    };
+    let redis = TestRedis::start_with(&["--stream-node-max-entries", "10"]);
     let proxy = CutProxy::start(redis.port()).await;
     let small = |s: &mut presenced::Settings| s.presence.changelog_capacity = 20;
     let a = replica_with(&redis, small).await;
@@ -157,10 +154,9 @@ async fn a_replica_cut_off_while_the_stream_is_trimmed_past_it_resyncs_and_conve
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn connections_expire_in_redis_and_every_replica_sees_it() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let ttl =
         |s: &mut presenced::Settings| s.presence.connection_ttl = std::time::Duration::from_secs(1);
     let (a, b) = (
@@ -182,10 +178,9 @@ async fn connections_expire_in_redis_and_every_replica_sees_it() {
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn every_spec_error_path_answers_in_cluster_mode_as_in_a_single_process() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let a = replica_with(&redis, |s| {
         s.presence.allow_invisible = false;
         s.presence.max_connections_per_user = 1;

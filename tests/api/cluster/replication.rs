@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn writes_through_one_replica_are_visible_and_authenticate_on_the_others() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let (a, b, c) = (
         replica(&redis).await,
         replica(&redis).await,
@@ -49,10 +48,9 @@ async fn writes_through_one_replica_are_visible_and_authenticate_on_the_others()
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn a_cursor_from_one_replica_gives_exactly_the_later_changes_on_another() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let (a, b) = (replica(&redis).await, replica(&redis).await);
     let caller = a.login("caller").await;
     for user in ["u1", "u2", "u3"] {
@@ -84,10 +82,9 @@ async fn a_cursor_from_one_replica_gives_exactly_the_later_changes_on_another() 
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn a_cursor_no_replica_has_reached_gets_the_full_answer_not_a_gap() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let a = replica(&redis).await;
     let caller = a.login("caller").await;
     let cursor = a.presence(&caller, "").await.cursor();
@@ -101,10 +98,9 @@ async fn a_cursor_no_replica_has_reached_gets_the_full_answer_not_a_gap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn snapshot_plus_deltas_equals_the_snapshot_across_replicas_under_concurrent_writers() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let replicas = Arc::new([replica(&redis).await, replica(&redis).await]);
     let caller = replicas[0].login("caller").await;
     wait_known(&replicas[1], &caller).await;
@@ -172,10 +168,9 @@ async fn snapshot_plus_deltas_equals_the_snapshot_across_replicas_under_concurre
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn a_replica_stopped_and_started_again_mid_traffic_converges() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let a = Arc::new(replica(&redis).await);
     let caller = a.login("caller").await;
     let writer = {
@@ -201,10 +196,9 @@ async fn a_replica_stopped_and_started_again_mid_traffic_converges() {
 }
 
 #[tokio::test]
+#[cfg_attr(presenced_without_redis, ignore = "needs redis-server on PATH")]
 async fn a_cursor_from_before_a_replica_started_gets_the_full_answer_there() {
-    let Some(redis) = TestRedis::start() else {
-        return;
-    };
+    let redis = TestRedis::start();
     let a = replica(&redis).await;
     let caller = a.login("caller").await;
     let before = a.presence(&caller, "").await.cursor();

@@ -1,5 +1,5 @@
 //! The query string of `users.presence` (`ids` in all its spellings, `since`,
-//! `from`): any bytes parse to a branch of SPEC §3.1 or a clear error.
+//! `from`): any bytes parse to a branch of docs/api.md §3.1 or a clear error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,0 +1,322 @@
+//! One open stream: its first answer, then the batches the follower sends,
+//! filtered to the users it asked about, with heartbeats; a full answer when
+//! it cannot prove a delta complete, and a goodbye when it must end.
+//!
+//! The stream subscribes to the batches before it reads its first answer, so
+//! every change after that answer's cursor is in a batch it will receive;
+//! batches at or before the cursor are skipped. A batch may repeat a change
+//! the first answer already showed, which is harmless, as for polls.
+
+use super::sse::{self, Goodbye};
+use super::{Batch, Permit};
+use crate::api::id_list::IdList;
+use crate::api::presence::{catch_up, Answer, Plan};
+use crate::http::AppState;
+use crate::store::{Cursor, UserView};
+use actix_web::web::{self, Bytes};
+use futures_util::Stream;
+use std::collections::{HashSet, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+
+/// The window `stream.max_lags_per_minute` counts in.
+const LAG_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a stream is about: everyone, or the users among `ids`.
+#[derive(Debug, Clone)]
+pub struct Interest {
+    ids: Option<IdList<'static>>,
+    wanted: HashSet<Box<str>, foldhash::fast::RandomState>,
+}
+
+impl Interest {
+    /// Everyone, or only the users among `ids`.
+    pub fn new(ids: Option<IdList<'static>>) -> Interest {
+        let wanted = ids.iter().flat_map(IdList::iter).map(Box::from).collect();
+        Interest { ids, wanted }
+    }
+
+    /// The users of `users` this stream is about.
+    fn pick(&self, users: &[Arc<UserView>]) -> Vec<Arc<UserView>> {
+        users
+            .iter()
+            .filter(|user| self.wanted.contains(user.id()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The answer a `users.presence` poll would get: the changes after `since`
+/// (or, when the log cannot prove them, the full answer, flagged) or without
+/// `since` the full answer; of the users `interest` names. Returns its
+/// cursor and rendered body.
+pub async fn answer(
+    state: &AppState,
+    since: Option<Cursor>,
+    interest: &Interest,
+) -> (Cursor, Bytes) {
+    let store = &state.store;
+    let plan = if store.broadcast_disabled() {
+        Plan::Disabled
+    } else {
+        match (since, &interest.ids) {
+            (Some(cursor), ids) => {
+                catch_up(state, cursor).await;
+                Plan::Since {
+                    cursor,
+                    ids: ids.clone(),
+                }
+            }
+            // The full state of just these users: it replaces what the client holds.
+            (None, Some(ids)) => {
+                let answer = Answer::online_among(store, ids, true);
+                return (answer.cursor, Bytes::from(answer.render()));
+            }
+            (None, None) => Plan::Full,
+        }
+    };
+    match plan.answer(store) {
+        Some(answer) => (answer.cursor, Bytes::from(answer.render())),
+        None => {
+            let rendered = state.snapshots.get(store).await;
+            (rendered.cursor, rendered.body.clone())
+        }
+    }
+}
+
+/// What woke a stream up.
+enum Wake {
+    Expired,
+    Received(Result<Arc<Batch>, RecvError>),
+    Heartbeat,
+}
+
+/// One open stream's state.
+pub struct Subscriber {
+    state: web::Data<AppState>,
+    interest: Interest,
+    batches: broadcast::Receiver<Arc<Batch>>,
+    heartbeat: Interval,
+    /// When the stream reaches `stream.max_lifetime_secs`, if it has a limit.
+    lifetime: Option<Pin<Box<Sleep>>>,
+    /// Every change up to here is in what was sent (or not wanted).
+    at: Cursor,
+    /// The last id the client was given: its resume point.
+    told: Cursor,
+    /// Whether `presence.broadcast_disabled` was on at the last answer.
+    disabled: bool,
+    /// When the stream fell behind the buffer, within the last [`LAG_WINDOW`].
+    lags: VecDeque<Instant>,
+    out: VecDeque<Bytes>,
+    ended: bool,
+    permit: Permit,
+}
+
+impl Subscriber {
+    /// Opens a stream for `interest`, resuming after `since` if given: its
+    /// first answer is queued.
+    pub async fn open(
+        state: web::Data<AppState>,
+        since: Option<Cursor>,
+        interest: Interest,
+        permit: Permit,
+    ) -> Subscriber {
+        let hub = permit.hub();
+        let batches = hub.subscribe();
+        let every = hub.settings.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let limit = hub.settings.max_lifetime;
+        let lifetime = (!limit.is_zero()).then(|| Box::pin(tokio::time::sleep(limit)));
+        let disabled = state.store.broadcast_disabled();
+        let (cursor, body) = answer(&state, since, &interest).await;
+        let mut subscriber = Subscriber {
+            state,
+            interest,
+            batches,
+            heartbeat,
+            lifetime,
+            at: cursor,
+            told: cursor,
+            disabled,
+            lags: VecDeque::new(),
+            out: VecDeque::new(),
+            ended: false,
+            permit,
+        };
+        subscriber.queue_answer(cursor, body, true);
+        // Subscribed after the shutdown message went out: the flag tells.
+        if subscriber.permit.hub().is_shut_down() {
+            subscriber.end(Goodbye::Shutdown);
+        }
+        subscriber
+    }
+
+    /// The response body: the stream's chunks until it ends.
+    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> {
+        futures_util::stream::unfold(self, |mut subscriber| async move {
+            let chunk = subscriber.next_chunk().await?;
+            Some((Ok(chunk), subscriber))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(chunk) = self.out.pop_front() {
+                return Some(chunk);
+            }
+            if self.ended {
+                return None;
+            }
+            let Subscriber {
+                batches,
+                heartbeat,
+                lifetime,
+                ..
+            } = self;
+            let expired = async {
+                match lifetime {
+                    Some(sleep) => sleep.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let wake = tokio::select! {
+                biased;
+                _ = expired => Wake::Expired,
+                received = batches.recv() => Wake::Received(received),
+                _ = heartbeat.tick() => Wake::Heartbeat,
+            };
+            match wake {
+                Wake::Received(Err(RecvError::Closed)) => self.end(Goodbye::Shutdown),
+                Wake::Expired => self.end(Goodbye::Reconnect),
+                Wake::Received(Ok(batch)) => self.on_batch(&batch).await,
+                Wake::Received(Err(RecvError::Lagged(_))) => self.on_lag().await,
+                Wake::Heartbeat => self.on_heartbeat().await,
+            }
+        }
+    }
+
+    async fn on_batch(&mut self, batch: &Batch) {
+        if let Batch::Shutdown = batch {
+            self.end(Goodbye::Shutdown);
+            return;
+        }
+        if self.follow_disabled().await {
+            return;
+        }
+        match batch {
+            Batch::Shutdown => {}
+            Batch::Reset { cursor } => {
+                if !covers(self.at, *cursor) {
+                    self.send_full().await;
+                }
+            }
+            Batch::Changes {
+                cursor,
+                users,
+                event,
+            } => {
+                // A batch of another epoch predates a reset this stream has
+                // answered already, or precedes one it is about to receive.
+                if self.at.epoch() != cursor.epoch() || covers(self.at, *cursor) {
+                    return;
+                }
+                self.at = *cursor;
+                if self.disabled {
+                    return;
+                }
+                if self.interest.ids.is_none() {
+                    self.queue(event.clone());
+                    self.told = *cursor;
+                    return;
+                }
+                let picked = self.interest.pick(users);
+                if !picked.is_empty() {
+                    let json = Answer::partial(picked, *cursor).render();
+                    self.queue(sse::answer(*cursor, &json));
+                    self.told = *cursor;
+                }
+            }
+        }
+    }
+
+    /// Fell behind the buffer: the full answer, or the end if this happens
+    /// too often.
+    async fn on_lag(&mut self) {
+        let metrics = &self.permit.hub().metrics;
+        metrics.lagged.inc();
+        let now = Instant::now();
+        while self
+            .lags
+            .front()
+            .is_some_and(|&at| now.duration_since(at) >= LAG_WINDOW)
+        {
+            self.lags.pop_front();
+        }
+        self.lags.push_back(now);
+        let allowed =
+            usize::try_from(self.permit.hub().settings.max_lags_per_minute).unwrap_or(usize::MAX);
+        if self.lags.len() > allowed {
+            metrics.dropped.inc();
+            self.end(Goodbye::TooSlow);
+        } else {
+            self.send_full().await;
+        }
+    }
+
+    async fn on_heartbeat(&mut self) {
+        if self.follow_disabled().await {
+            return;
+        }
+        let resume = (self.at != self.told).then_some(self.at);
+        self.out.push_back(sse::heartbeat(resume));
+        self.told = self.at;
+    }
+
+    /// Answers a change of `presence.broadcast_disabled` since the last
+    /// answer with the answer a poll now gets (empty, or the full state).
+    /// Returns true if it did.
+    async fn follow_disabled(&mut self) -> bool {
+        let disabled = self.state.store.broadcast_disabled();
+        if disabled == self.disabled {
+            return false;
+        }
+        self.disabled = disabled;
+        self.send_full().await;
+        true
+    }
+
+    /// Queues the full answer (of the users this stream is about).
+    async fn send_full(&mut self) {
+        let (cursor, body) = answer(&self.state, None, &self.interest).await;
+        self.at = cursor;
+        self.queue_answer(cursor, body, false);
+    }
+
+    fn queue_answer(&mut self, cursor: Cursor, body: Bytes, first: bool) {
+        self.permit.hub().metrics.events.inc();
+        self.out.extend(sse::answer_around(cursor, body, first));
+        self.told = cursor;
+    }
+
+    fn queue(&mut self, event: Bytes) {
+        self.permit.hub().metrics.events.inc();
+        self.out.push_back(event);
+    }
+
+    fn end(&mut self, goodbye: Goodbye) {
+        self.queue(goodbye.event());
+        self.ended = true;
+    }
+}
+
+/// True if and only if everything up to `cursor` is covered by `at`: same
+/// epoch and not ahead (a cursor of another epoch is never covered).
+fn covers(at: Cursor, cursor: Cursor) -> bool {
+    at.epoch() == cursor.epoch() && cursor.seq() <= at.seq()
+}

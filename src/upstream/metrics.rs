@@ -1,0 +1,117 @@
+//! What upstream mode shows in `/metrics`, and the bad-input tally that logs
+//! each kind of bad input once.
+
+use super::Verdict;
+use crate::metrics::Metrics;
+use parking_lot::Mutex;
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
+use std::collections::HashSet;
+
+/// The upstream metrics, registered into the service's registry.
+#[derive(Debug)]
+pub struct UpstreamMetrics {
+    /// 1 while the follower has the full picture and is subscribed, else 0.
+    pub connected: IntGauge,
+    pub reconnects: IntCounter,
+    pub events_applied: IntCounter,
+    /// Seconds from an event's frame arriving to its writes being in the store
+    /// (a `users.info` lookup for a user first seen included), for the last event.
+    pub event_lag: Gauge,
+    /// Unix time of the last frame of any kind, pings included.
+    pub last_frame: Gauge,
+    auth_calls: IntCounterVec,
+    pub bad_input: BadInput,
+}
+
+impl UpstreamMetrics {
+    pub fn new() -> Result<UpstreamMetrics, prometheus::Error> {
+        Ok(UpstreamMetrics {
+            connected: IntGauge::new(
+                "presenced_upstream_connected",
+                "1 while following the chat server (full picture taken, subscribed), else 0.",
+            )?,
+            reconnects: IntCounter::new(
+                "presenced_upstream_reconnects_total",
+                "Times the follower lost the chat server and connected again.",
+            )?,
+            events_applied: IntCounter::new(
+                "presenced_upstream_events_applied_total",
+                "user-status events from the chat server written to the store.",
+            )?,
+            event_lag: Gauge::new(
+                "presenced_upstream_event_lag_seconds",
+                "For the last event: seconds from its frame arriving to its writes being in the store.",
+            )?,
+            last_frame: Gauge::new(
+                "presenced_upstream_last_frame_timestamp_seconds",
+                "Unix time of the last frame from the chat server (pings included); 0 before the first.",
+            )?,
+            auth_calls: IntCounterVec::new(
+                Opts::new(
+                    "presenced_upstream_auth_calls_total",
+                    "Token checks asked of the chat server (GET /api/v1/me), by verdict.",
+                ),
+                &["verdict"],
+            )?,
+            bad_input: BadInput {
+                counter: IntCounterVec::new(
+                    Opts::new(
+                        "presenced_upstream_bad_input_total",
+                        "Frames, events and users from the chat server skipped as unusable, by kind.",
+                    ),
+                    &["kind"],
+                )?,
+                logged: Mutex::new(HashSet::new()),
+            },
+        })
+    }
+
+    /// Registers every metric into the service's registry.
+    pub fn register(&self, metrics: &Metrics) -> Result<(), prometheus::Error> {
+        metrics.register(Box::new(self.connected.clone()))?;
+        metrics.register(Box::new(self.reconnects.clone()))?;
+        metrics.register(Box::new(self.events_applied.clone()))?;
+        metrics.register(Box::new(self.event_lag.clone()))?;
+        metrics.register(Box::new(self.last_frame.clone()))?;
+        metrics.register(Box::new(self.auth_calls.clone()))?;
+        metrics.register(Box::new(self.bad_input.counter.clone()))?;
+        Ok(())
+    }
+
+    /// Counts one token check asked of the chat server.
+    pub fn auth_call(&self, verdict: &Verdict) {
+        let label = match verdict {
+            Verdict::Accepted(_) => "accepted",
+            Verdict::Refused => "refused",
+            Verdict::Unavailable => "unavailable",
+        };
+        self.auth_calls.with_label_values(&[label]).inc();
+    }
+}
+
+/// Bad input from the chat server, counted by kind; the first of each kind is
+/// logged with its detail, the rest only counted, so a chat server that sends
+/// garbage in a loop cannot flood the log.
+#[derive(Debug)]
+pub struct BadInput {
+    counter: IntCounterVec,
+    logged: Mutex<HashSet<&'static str>>,
+}
+
+impl BadInput {
+    /// Counts one piece of bad input of `kind`, described by `detail`.
+    pub fn skip(&self, kind: &'static str, detail: &dyn std::fmt::Display) {
+        self.counter.with_label_values(&[kind]).inc();
+        if self.logged.lock().insert(kind) {
+            tracing::warn!(
+                "upstream: skipped bad input ({kind}): {detail}; further input of this kind is \
+                 only counted (presenced_upstream_bad_input_total)"
+            );
+        }
+    }
+
+    /// Returns how many pieces of bad input of `kind` were skipped.
+    pub fn count(&self, kind: &str) -> u64 {
+        self.counter.with_label_values(&[kind]).get()
+    }
+}
