@@ -15,17 +15,22 @@
 # thousand clients each asking its own question (its own `from`; its own list, the
 # same 100 users plus an id of its own that matches nobody; its own `from` before
 # 100 changes), so that their answers are not shared as identical requests' are,
-# and each is rendered afresh.
+# and each is rendered afresh. fleet_delta, fleet_ids and fleet_since: a fleet
+# of a thousand clients, each a user with its own login token (benches/fleet.py):
+# each its own `from` in the second before 100 changes; each 100 random online
+# ids; each its own cursor, one per change of the last thousand. The static
+# server answers each with the bytes presenced gave it.
 #
-#   bash benches/instructions.sh                 # all six
+#   bash benches/instructions.sh                 # all nine
 #   SCENARIOS=quiet KEEP=/tmp/cg bash benches/instructions.sh   # keep the dumps,
 #       for callgrind_annotate or a per-function diff of two builds
+#   PRESENCED=/tmp/old/presenced bash benches/instructions.sh   # another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N1=${N1:-1000}
 N2=${N2:-3000}
-SCENARIOS=${SCENARIOS:-quiet quiet1000 304 ids ids1000 busy1000}
+SCENARIOS=${SCENARIOS:-quiet quiet1000 304 ids ids1000 busy1000 fleet_delta fleet_ids fleet_since}
 KEEP=${KEEP:-}
 TOKEN=bench-ingest-token
 
@@ -66,10 +71,10 @@ per_request() {
 
 port=$(free_port)
 PRESENCED_INGEST_TOKEN=$TOKEN PRESENCED_SERVER_WORKERS=1 PRESENCED_LOG_LEVEL=warn \
-  start_counted "$port" ./target/release/presenced --bind "127.0.0.1:$port"
+  start_counted "$port" "${PRESENCED:-./target/release/presenced}" --bind "127.0.0.1:$port"
 presenced_pid=$cg_pid presenced_out=$cg_out
 base="127.0.0.1:$port"
-python3 benches/seed.py "http://$base" "$TOKEN" 2000 200
+python3 benches/seed.py "http://$base" "$TOKEN" 2000 200 0 1000
 # Waits for the next second and prints it: any millisecond of it is after all
 # that came before.
 next_second() {
@@ -79,6 +84,7 @@ next_second() {
 # A second before 100 visible changes (online users turn busy), and one after them.
 busy_second=$(next_second)
 next_second >/dev/null
+before_busy=$(curl -fs -H "Authorization: Bearer $TOKEN" "http://$base/internal/v1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cursor"])')
 python3 - "http://$base" "$TOKEN" <<'PY'
 import json, sys, urllib.request
 base, token = sys.argv[1], sys.argv[2]
@@ -110,6 +116,20 @@ for name in quiet ids; do
   curl -fs "${curl_auth[@]}" "http://$base${line[$name]#GET }" -o "$work/bodies/$name"
 done
 curl -fs "${curl_auth[@]}" "http://$base/api/v1/users.presence?from=$busy_second.000Z" -o "$work/bodies/busy"
+# The fleets: each request its own client; the static server gets their bodies.
+declare -A fleet=(
+  [fleet_delta]="delta $busy_second"
+  [fleet_ids]="ids 10:200"
+  [fleet_since]="since ${before_busy%.*}.$((16#${before_busy#*.} + 100 - 1000))"
+)
+for name in "${!fleet[@]}"; do
+  [[ " $SCENARIOS " == *" $name "* ]] || continue
+  read -r kind param <<<"${fleet[$name]}"
+  python3 benches/fleet.py "$work/$name" "$kind" "http://$base" 1000 "$param"
+  line[$name]="@$work/$name/requests.json"
+  ln -s "$work/$name/bodies" "$work/bodies/$name"
+  body[$name]=$name
+done
 
 echo
 echo "presenced $(git rev-parse --short HEAD 2>/dev/null || echo '?'): instructions per request (callgrind, user space), $N2 - $N1 sequential keep-alive requests"
@@ -117,7 +137,8 @@ echo
 echo "| scenario | presenced | static | ratio static / presenced |"
 echo "|---|---|---|---|"
 for name in $SCENARIOS; do
-  headers=("${auth[@]}")
+  headers=()
+  [[ ${line[$name]} == @* ]] || headers=("${auth[@]}")
   [ -n "${extra[$name]:-}" ] && headers+=("${extra[$name]}")
   ours=$(per_request "$presenced_pid" "$presenced_out" "presenced.$name" "$base" "${line[$name]}" "${headers[@]}")
   sport=$(free_port)

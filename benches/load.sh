@@ -11,7 +11,17 @@
 # median run of each is reported: the machine is shared and single runs are noisy.
 #
 #   bash benches/load.sh            # DURATION=5s ROUNDS=3 CONNS=32 WORKERS=1 THREADS=1
-#   SCENARIOS="quiet 304" bash benches/load.sh   # some rows only (quiet busy full ids 304)
+#   SCENARIOS="quiet 304" bash benches/load.sh   # some rows only (quiet busy full ids 304
+#       fleet-delta fleet-ids fleet-since)
+#
+# The fleet rows are FLEET distinct clients (benches/fleet.py), each a user with
+# its own login token, sent in turn by a wrk Lua script: fleet-delta, each its
+# own `from` within the second before the BUSY changes; fleet-ids, each 100
+# random online ids; fleet-since, distinct cursors, one per change of the last
+# FLEET changes (the last seeded users, then the BUSY changes). The static
+# baseline runs the very same script and answers each request with the bytes
+# presenced gave it (`X-Body`). wrk's Lua costs wrk time per request (see
+# BENCHMARKS.md), which is why the baseline must go through it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,12 +33,22 @@ WORKERS=${WORKERS:-1}
 USERS=${USERS:-100000}
 ONLINE=${ONLINE:-10000}
 BUSY=${BUSY:-300}
-SCENARIOS=${SCENARIOS:-quiet busy full ids 304}
+FLEET=${FLEET:-1000}
+SCENARIOS=${SCENARIOS:-quiet busy full ids 304 fleet-delta fleet-ids fleet-since}
 TOKEN=bench-ingest-token
 
 BUILD="--example static_baseline"
 # shellcheck source=benches/serve.sh
 source benches/serve.sh
+# Waits for the next second and prints it: any millisecond of it is after all
+# that came before.
+next_second() {
+  sleep "$(python3 -c 'import time; print(1.05 - time.time() % 1)')"
+  date -u +%Y-%m-%dT%H:%M:%S
+}
+# A whole second before the BUSY changes: the fleet's `from`s are in it.
+fleet_second=$(next_second)
+next_second >/dev/null
 cursor=$(curl -fs -H "Authorization: Bearer $TOKEN" "$base/internal/v1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cursor"])')
 # BUSY visible changes (online users turn busy), then a quiet point in time.
 python3 - "$base" "$TOKEN" "$USERS" "$ONLINE" "$BUSY" <<'PY'
@@ -58,7 +78,21 @@ done
 etag=$(curl -fs -D - -o /dev/null "${auth[@]}" "$base/api/v1/users.presence" | awk 'tolower($1)=="etag:" {print $2}' | tr -d '\r')
 [ "$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" -H "If-None-Match: $etag" "$base/api/v1/users.presence")" = 304 ]
 
-# Starts the static baseline serving one captured body; sets $sbase.
+# The fleets, their requests and presenced's answers to them.
+epoch=${cursor%.*}
+seq=$((16#${cursor#*.}))
+declare -A fleet_param=(
+  [fleet-delta]="$fleet_second"
+  [fleet-ids]="$((USERS / ONLINE)):$ONLINE"
+  [fleet-since]="$epoch.$((seq + BUSY - FLEET))"
+)
+for name in fleet-delta fleet-ids fleet-since; do
+  [[ " $SCENARIOS " == *" $name "* ]] || continue
+  python3 benches/fleet.py "$work/$name" "${name#fleet-}" "$base" "$FLEET" "${fleet_param[$name]}"
+  ln -s "$work/$name/bodies" "$work/bodies/$name"
+done
+
+# Starts the static baseline serving one captured body (or a fleet's); sets $sbase.
 static_pid=
 serve_static() {
   [ -n "$static_pid" ] && kill "$static_pid" 2>/dev/null && wait "$static_pid" 2>/dev/null || true
@@ -91,7 +125,7 @@ echo
 echo "presenced $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $USERS users, $ONLINE online, $BUSY busy; wrk -t$THREADS -c$CONNS -d$DURATION, median of $ROUNDS alternating runs; $WORKERS worker(s) each; $(nproc) cores"
 echo "server RSS after seeding: $((rss_kb / 1024)) MiB ($((rss_kb * 1024 / USERS)) bytes per user)"
 echo
-echo "| scenario | body bytes | presenced rps | p50 ms | p99 ms | static rps | p50 ms | p99 ms | ratio | errors |"
+echo "| scenario | body bytes (a fleet's mean) | presenced rps | p50 ms | p99 ms | static rps | p50 ms | p99 ms | ratio | errors |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 # Prints the median (by rps) of "rps p50 p99 errors" lines on stdin, errors summed.
 median() {
@@ -120,10 +154,15 @@ row() { # scenario, label, body name, then the wrk arguments, the URL last
   read -r srps sp50 sp99 serr < <(printf '%s' "$theirs" | median)
   local ratio
   ratio=$(python3 -c "print('%.2f' % ($prps / $srps))")
-  echo "| $label | $(stat -c %s "$work/bodies/$body") | $prps | $pp50 | $pp99 | $srps | $sp50 | $sp99 | **$ratio** | $((perr + serr)) |"
+  local bytes
+  bytes=$(find -L "$work/bodies/$body" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s / NR }')
+  echo "| $label | $bytes | $prps | $pp50 | $pp99 | $srps | $sp50 | $sp99 | **$ratio** | $((perr + serr)) |"
 }
 row quiet "quiet delta (from, no changes)" quiet "$base/api/v1/users.presence?${query[quiet]}"
 row busy "busy delta (since, $BUSY changed)" busy "$base/api/v1/users.presence?${query[busy]}"
 row full "full snapshot ($ONLINE online)" full "$base/api/v1/users.presence"
 row ids "ids=100" ids "$base/api/v1/users.presence?${query[ids]}"
 row 304 "304 revalidation of the full snapshot (static: the quiet body)" quiet -H "If-None-Match: $etag" "$base/api/v1/users.presence"
+row fleet-delta "fleet delta ($FLEET clients, own from, $BUSY changed)" fleet-delta -s "$work/fleet-delta/fleet.lua" "$base/"
+row fleet-ids "fleet ids ($FLEET clients, 100 random online ids each)" fleet-ids -s "$work/fleet-ids/fleet.lua" "$base/"
+row fleet-since "fleet since ($FLEET clients, distinct cursors over the last $FLEET changes)" fleet-since -s "$work/fleet-since/fleet.lua" "$base/"

@@ -1,10 +1,12 @@
 """Seeds a presenced through its batch API (used by the bench scripts).
 
-python3 benches/seed.py BASE TOKEN USERS ONLINE [LAG_USERS]
+python3 benches/seed.py BASE TOKEN USERS ONLINE [LAG_USERS [FLEET_USERS]]
 
 A caller (X-User-Id: caller, X-Auth-Token: bench-caller-token); LAG_USERS users
 l0000.. with the login token lag-token (examples/cluster_lag.rs writes to them);
-USERS users u0000000.. of which ONLINE have an open connection.
+FLEET_USERS users f0000.., offline, each with a login token of its own
+(fleet-0000.., for benches/fleet.py); USERS users u0000000.. of which ONLINE
+have an open connection. The u-users come last, so the log ends with them.
 """
 import json
 import sys
@@ -12,6 +14,7 @@ import urllib.request
 
 base, token, users, online = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 lag_users = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+fleet_users = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 
 
 def batch(ops):
@@ -28,6 +31,9 @@ ops = [{"op": "putUser", "userId": "caller", "username": "caller"},
 for i in range(lag_users):
     ops += [{"op": "putUser", "userId": "l%04d" % i, "username": "lag.%d" % i},
             {"op": "addToken", "userId": "l%04d" % i, "token": "lag-token"}]
+for i in range(fleet_users):
+    ops += [{"op": "putUser", "userId": "f%04d" % i, "username": "fleet.%d" % i},
+            {"op": "addToken", "userId": "f%04d" % i, "token": "fleet-%04d" % i}]
 for i in range(users):
     ops.append({"op": "putUser", "userId": uid(i), "username": "user.%d" % i, "name": "User Number %d" % i, "utcOffset": i % 5})
     if i % step == 0:

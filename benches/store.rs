@@ -7,9 +7,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use presenced::api::answer_cache::SnapshotCache;
+use presenced::api::id_list::IdList;
 use presenced::api::presence::Answer;
 use presenced::domain::{ConnStatus, ConnectionId, Profile, Status, UserId, Username};
 use presenced::store::{Cursor, Store, StoreOptions};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,8 +160,12 @@ fn snapshots_and_ids(c: &mut Criterion) {
     let ids: Vec<String> = (0..100).map(|i| id(i * 997).to_string()).collect();
     group.bench_function("map lookups", |b| {
         b.iter(|| {
-            let ids = ids.iter().map(String::as_str);
-            black_box(Answer::online_among(&store, ids, false).render())
+            let ids = IdList::from(
+                ids.iter()
+                    .map(|id| Cow::Borrowed(id.as_str()))
+                    .collect::<Vec<_>>(),
+            );
+            black_box(Answer::online_among(&store, &ids, false).render())
         })
     });
     group.bench_function("naive scan", |b| {

@@ -8,6 +8,7 @@
 //!   polls are the same question: one render serves them all.
 
 use super::presence::{Answer, Plan};
+use super::recent_changes::RecentChanges;
 use crate::http::encoding::gzip;
 use crate::http::etag::Tag;
 use crate::store::{Cursor, Store};
@@ -16,6 +17,7 @@ use actix_web::web::Bytes;
 use flate2::Compression;
 use parking_lot::{Mutex, RwLock};
 use prometheus::IntCounter;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// One rendered answer.
@@ -33,7 +35,7 @@ pub struct Rendered {
 impl Rendered {
     /// Renders `answer`, tagged `tag`; `level` is the gzip level to use if a
     /// client asks for it.
-    pub fn new(answer: &Answer, tag: Tag, level: Compression) -> Rendered {
+    pub fn new(answer: Answer, tag: Tag, level: Compression) -> Rendered {
         Rendered {
             cursor: answer.cursor,
             body: Bytes::from(answer.render()),
@@ -50,6 +52,9 @@ impl Rendered {
             .clone()
     }
 }
+
+/// How many questions asked once are remembered (see [`RecentAnswers::put`]).
+const ASKED_SLOTS: usize = 1024;
 
 /// The cache of the full answer.
 #[derive(Debug)]
@@ -92,11 +97,8 @@ impl SnapshotCache {
         }
         // Built once and served many times: worth gzip's default level.
         let answer = Answer::online(store);
-        let rendered = Arc::new(Rendered::new(
-            &answer,
-            Plan::Full.etag(answer.cursor),
-            Compression::default(),
-        ));
+        let tag = Plan::Full.etag(answer.cursor);
+        let rendered = Arc::new(Rendered::new(answer, tag, Compression::default()));
         *self.current.write() = Some(Arc::clone(&rendered));
         self.rebuilds.inc();
         rendered
@@ -116,11 +118,25 @@ pub struct Recent {
     pub rendered: Rendered,
 }
 
+/// What [`RecentAnswers::put`] did with an answer.
+#[derive(Debug)]
+pub enum Filed {
+    /// Kept, and shared from here on.
+    Kept(Arc<Recent>),
+    /// Not kept: the answer of this one request.
+    Passed(Rendered),
+}
+
 /// Recently rendered answers other than the full one, in a small fixed table:
 /// memory stays bounded and a lookup costs one hash and one short lock.
 #[derive(Debug)]
 pub struct RecentAnswers {
     slots: Box<[Mutex<Option<Arc<Recent>>>]>,
+    /// Keys of questions asked lately, one per slot: an answer is kept only
+    /// for a question asked a second time.
+    asked: Box<[AtomicU64]>,
+    /// The `since` and `from` answers of the log's recent past, at its head.
+    pub changes: RecentChanges,
     hits: IntCounter,
 }
 
@@ -129,6 +145,8 @@ impl RecentAnswers {
     pub fn new(hits: IntCounter) -> RecentAnswers {
         RecentAnswers {
             slots: (0..RECENT_SLOTS).map(|_| Mutex::new(None)).collect(),
+            asked: (0..ASKED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            changes: RecentChanges::default(),
             hits,
         }
     }
@@ -136,6 +154,11 @@ impl RecentAnswers {
     fn slot(&self, key: u64) -> &Mutex<Option<Arc<Recent>>> {
         // The remainder is below RECENT_SLOTS, so it fits in usize.
         &self.slots[(key % RECENT_SLOTS as u64) as usize]
+    }
+
+    /// Counts an answer served from an earlier rendering other than the table's.
+    pub fn count_reuse(&self) {
+        self.hits.inc();
     }
 
     /// Returns the answer `plan` got at `head` (`key` is `plan.key(head)`), if held.
@@ -153,19 +176,25 @@ impl RecentAnswers {
     }
 
     /// Keeps `rendered` as the answer of `plan` at its cursor (`key` is
-    /// `plan.key(rendered.cursor)`), unless it is too large to keep: the table
-    /// must stay small whatever is asked of it.
-    pub fn put(&self, plan: &Plan<'_>, key: u64, rendered: Rendered) -> Arc<Recent> {
+    /// `plan.key(rendered.cursor)`) if the same question was asked at that
+    /// position before, and it is not too large to keep; else gives it back.
+    /// A question asked once (a fleet's own `ids` list) is not kept: keeping it
+    /// would cost copying the question and evicting an answer others may ask
+    /// again. The table must stay small whatever is asked of it.
+    pub fn put(&self, plan: &Plan<'_>, key: u64, rendered: Rendered) -> Filed {
+        // Other bits of the key than the slot's, so that the two tables' clashes differ.
+        let asked = &self.asked[(key >> 32) as usize % ASKED_SLOTS];
+        if asked.swap(key, Ordering::Relaxed) != key || rendered.body.len() > MAX_KEPT_BYTES {
+            return Filed::Passed(rendered);
+        }
         let recent = Arc::new(Recent {
             plan: plan.to_owned_plan(),
             rendered,
         });
-        if recent.rendered.body.len() <= MAX_KEPT_BYTES {
-            // Filed under the cursor it was rendered at, which the next poll asks
-            // for. The answer it evicts is freed after the lock is let go.
-            let evicted = self.slot(key).lock().replace(Arc::clone(&recent));
-            drop(evicted);
-        }
-        recent
+        // Filed under the cursor it was rendered at, which the next poll asks
+        // for. The answer it evicts is freed after the lock is let go.
+        let evicted = self.slot(key).lock().replace(Arc::clone(&recent));
+        drop(evicted);
+        Filed::Kept(recent)
     }
 }

@@ -7,7 +7,11 @@ pub mod fast_path;
 pub mod id_list;
 pub mod presence;
 pub mod query;
+pub mod recent_changes;
 pub mod status;
+
+#[cfg(test)]
+mod fleet_tests;
 
 use crate::http::resource;
 use actix_web::web;

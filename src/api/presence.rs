@@ -2,10 +2,11 @@
 //! parameters, revalidates (`ETag` / `304`) before doing any work, and assembles
 //! the body from the users' JSON objects (cached answers where the question repeats).
 
-use super::answer_cache::Rendered;
+use super::answer_cache::{Filed, Rendered};
 use super::auth::{authenticate, Authenticated};
 use super::id_list::IdList;
 use super::query::{Branch, PresenceParams};
+use super::recent_changes::{Pieces, Reach};
 use crate::clock::wall_ms;
 use crate::cluster::SINCE_WAIT;
 use crate::domain::UserId;
@@ -14,6 +15,7 @@ use crate::http::encoding::{accepts_gzip, MIN_COMPRESSED_BYTES};
 use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
 use crate::store::{write_views, Cursor, Delta, Lagged, Snapshot, Store, UserView};
+use actix_web::body::BoxBody;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -28,14 +30,35 @@ const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
 const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 
-/// The users of an answer, whether they are the full state, and where in the log
-/// the answer stands.
+/// How every answer's body begins.
+pub const USERS_OPEN: &str = r#"{"users":["#;
+
+/// Appends what follows an answer's users: `],"full":..,"cursor":"..","success":true}`.
+pub fn close_users(body: &mut String, full: bool, cursor: Cursor) {
+    // Writing to a String cannot fail.
+    let _ = write!(
+        body,
+        r#"],"full":{full},"cursor":"{cursor}","success":true}}"#
+    );
+}
+
+/// An answer's body up to its users' end, whether they are the full state,
+/// and where in the log the answer stands.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// The users' JSON objects, comma-separated, as the store writes them.
-    users: String,
+    /// [`USERS_OPEN`], then the users' JSON objects, comma-separated, as the
+    /// store writes them: the body is written in one string, in place.
+    body: String,
     full: bool,
     pub cursor: Cursor,
+}
+
+/// A body's string, begun, with room for about `users` users.
+fn begun(users: usize) -> String {
+    // ~130 bytes a user, and the tail's ~70.
+    let mut body = String::with_capacity(users.saturating_mul(130).saturating_add(96));
+    body.push_str(USERS_OPEN);
+    body
 }
 
 impl Answer {
@@ -55,21 +78,17 @@ impl Answer {
 
     /// The full answer: everyone not offline, written by the store.
     pub fn online(store: &Store) -> Answer {
-        let mut users = String::new();
-        let cursor = store.write_online(&mut users);
-        Answer::written(users, true, cursor)
+        let mut body = begun(store.stats().online);
+        let cursor = store.write_online(&mut body);
+        Answer::written(body, true, cursor)
     }
 
     /// The users among `ids` not offline, written by the store; `full` says
     /// whether this is the full state of those users.
-    pub fn online_among<'a>(
-        store: &Store,
-        ids: impl IntoIterator<Item = &'a str>,
-        full: bool,
-    ) -> Answer {
-        let mut users = String::new();
-        let cursor = store.write_online_among(ids, &mut users);
-        Answer::written(users, full, cursor)
+    pub fn online_among(store: &Store, ids: &IdList<'_>, full: bool) -> Answer {
+        let mut body = begun(ids.len());
+        let cursor = store.write_online_among(ids.iter(), &mut body);
+        Answer::written(body, full, cursor)
     }
 
     /// The delta `write` appends to a string (one of the store's
@@ -77,37 +96,25 @@ impl Answer {
     pub fn delta_written(
         write: impl FnOnce(&mut String) -> Result<Cursor, Lagged>,
     ) -> Result<Answer, Lagged> {
-        let mut users = String::new();
-        let cursor = write(&mut users)?;
-        Ok(Answer::written(users, false, cursor))
+        let mut body = begun(0);
+        let cursor = write(&mut body)?;
+        Ok(Answer::written(body, false, cursor))
     }
 
     fn of_views(views: &[Arc<UserView>], full: bool, cursor: Cursor) -> Answer {
-        let mut users = String::new();
-        write_views(views, &mut users);
-        Answer::written(users, full, cursor)
+        let mut body = begun(views.len());
+        write_views(views, &mut body);
+        Answer::written(body, full, cursor)
     }
 
-    fn written(users: String, full: bool, cursor: Cursor) -> Answer {
-        Answer {
-            users,
-            full,
-            cursor,
-        }
+    fn written(body: String, full: bool, cursor: Cursor) -> Answer {
+        Answer { body, full, cursor }
     }
 
-    /// Renders `{"users":[...],"full":..,"cursor":"..","success":true}`.
-    pub fn render(&self) -> String {
-        let mut body = String::with_capacity(self.users.len() + 96);
-        body.push_str(r#"{"users":["#);
-        body.push_str(&self.users);
-        // Writing to a String cannot fail.
-        let _ = write!(
-            body,
-            r#"],"full":{},"cursor":"{}","success":true}}"#,
-            self.full, self.cursor
-        );
-        body
+    /// The whole body: `{"users":[...],"full":..,"cursor":"..","success":true}`.
+    pub fn render(mut self) -> String {
+        close_users(&mut self.body, self.full, self.cursor);
+        self.body
     }
 }
 
@@ -198,7 +205,7 @@ impl<'a> Plan<'a> {
     /// restart every client's cursor is from another epoch at once).
     pub(crate) fn answer(&self, store: &Store) -> Option<Answer> {
         match self {
-            Plan::Disabled => Some(Answer::written(String::new(), true, store.cursor())),
+            Plan::Disabled => Some(Answer::written(begun(0), true, store.cursor())),
             Plan::Full => None,
             Plan::Since { cursor, ids: None } => {
                 Answer::delta_written(|out| store.write_changed_since(*cursor, |_| true, out)).ok()
@@ -214,11 +221,11 @@ impl<'a> Plan<'a> {
                     {
                         Ok(delta) => delta,
                         // The full state of just the users asked about.
-                        Err(Lagged) => Answer::online_among(store, ids.iter(), true),
+                        Err(Lagged) => Answer::online_among(store, ids, true),
                     },
                 )
             }
-            Plan::Ids(ids) => Some(Answer::online_among(store, ids.iter(), false)),
+            Plan::Ids(ids) => Some(Answer::online_among(store, ids, false)),
             Plan::From { from_ms, caller } => {
                 let keep = |user: &str| user != caller.as_str();
                 Answer::delta_written(|out| store.write_changed_from(*from_ms, keep, out)).ok()
@@ -248,7 +255,12 @@ fn respond_with(req: &HttpRequest, etag: HeaderValue, rendered: &Rendered) -> Ht
     } else {
         rendered.body.clone()
     };
-    let mut response = HttpResponse::with_body(StatusCode::OK, body).map_into_boxed_body();
+    answered(BoxBody::new(body), etag, gzip)
+}
+
+/// The 200 answer of `body`, tagged `etag`, compressed if `gzip`.
+fn answered(body: BoxBody, etag: HeaderValue, gzip: bool) -> HttpResponse {
+    let mut response = HttpResponse::with_body(StatusCode::OK, body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, JSON);
     headers.insert(header::CACHE_CONTROL, NO_CACHE);
@@ -258,6 +270,31 @@ fn respond_with(req: &HttpRequest, etag: HeaderValue, rendered: &Rendered) -> Ht
         headers.insert(header::CONTENT_ENCODING, GZIP);
     }
     response
+}
+
+/// The answer of a `since` or `from` plan from the changes written at `head`
+/// (see [`super::recent_changes`]), if they reach it and it need not be
+/// compressed.
+fn from_recent_changes(
+    req: &HttpRequest,
+    state: &AppState,
+    plan: &Plan<'_>,
+    head: Cursor,
+) -> Option<Pieces> {
+    if !matches!(plan, Plan::Since { ids: None, .. } | Plan::From { .. }) {
+        return None;
+    }
+    let (changes, reach) = state.recent.changes.at(&state.store, head)?;
+    let pieces = match plan {
+        Plan::Since { cursor, ids: None } => changes.since(*cursor),
+        Plan::From { from_ms, caller } => changes.from(*from_ms, caller.as_str()),
+        _ => None,
+    }?;
+    let plain = pieces.len() < MIN_COMPRESSED_BYTES || !accepts_gzip(req);
+    if plain && reach == Reach::Reused {
+        state.recent.count_reuse();
+    }
+    plain.then_some(pieces)
 }
 
 async fn respond(
@@ -280,6 +317,13 @@ async fn respond(
         headers.insert(header::ETAG, etag);
         return Ok(response);
     }
+    if let Some(pieces) = from_recent_changes(req, state, &plan, head) {
+        return Ok(answered(
+            BoxBody::new(pieces),
+            Tag::new(key).header_value(),
+            false,
+        ));
+    }
     let recent = match state.recent.get(&plan, key, head) {
         Some(recent) => recent,
         None => match plan.answer(&state.store) {
@@ -292,8 +336,13 @@ async fn respond(
                 } else {
                     plan.key(answer.cursor)
                 };
-                let rendered = Rendered::new(&answer, Tag::new(key), Compression::fast());
-                state.recent.put(&plan, key, rendered)
+                let rendered = Rendered::new(answer, Tag::new(key), Compression::fast());
+                match state.recent.put(&plan, key, rendered) {
+                    Filed::Kept(kept) => kept,
+                    Filed::Passed(fresh) => {
+                        return Ok(respond_with(req, fresh.etag.clone(), &fresh))
+                    }
+                }
             }
             None => {
                 let rendered = state.snapshots.get(&state.store).await;

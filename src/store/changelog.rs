@@ -122,6 +122,33 @@ pub struct Delta {
     pub users: Vec<Arc<UserView>>,
 }
 
+/// The latest change of each of the users changed most recently: every change
+/// after `floor` is one of theirs, so any range of the log starting at or after
+/// `floor` is answered by the users in it (see [`ChangeLog::latest`]).
+#[derive(Debug, Clone)]
+pub struct Latest<K> {
+    /// Where the range ends: the log's head when it was read.
+    pub head: Cursor,
+    /// The newest position not covered; every change after it is.
+    pub floor: u64,
+    /// The time of the change at `floor`, if there was one: a `from` after it
+    /// is covered.
+    pub floor_ts: Option<i64>,
+    /// A `from` before this reaches before what the log has seen.
+    pub epoch_start_ms: i64,
+    /// Each user once, in the order of its latest change.
+    pub users: Vec<LatestChange<K>>,
+}
+
+/// One user's latest change in a [`Latest`].
+#[derive(Debug, Clone)]
+pub struct LatestChange<K> {
+    pub user: K,
+    pub tombstone: Option<Arc<UserView>>,
+    pub seq: u64,
+    pub ts: i64,
+}
+
 /// Counts for `/internal/v1/stats` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogStats {
@@ -348,6 +375,51 @@ impl<K: Copy + Eq + Hash> ChangeLog<K> {
         }
     }
 
+    /// Returns the latest change of each of the last `max_users` users changed,
+    /// looking back over at most `max_entries` entries: the one range that
+    /// holds the answer to every cursor or time after its floor, each answer
+    /// being the users whose latest change is after that point (a suffix).
+    pub fn latest(&self, max_users: usize, max_entries: usize) -> Latest<K> {
+        let ring = self.ring.read();
+        let mut seen: HashSet<K, foldhash::fast::RandomState> = HashSet::with_capacity_and_hasher(
+            max_users.min(ring.entries.len()),
+            Default::default(),
+        );
+        let mut users = Vec::new();
+        let (mut floor, mut floor_ts) = (ring.evicted_seq, ring.evicted_ts);
+        for (i, change) in ring.entries.iter().enumerate().rev() {
+            let seq = if self.replicated {
+                ring.positions.get(i).copied().unwrap_or(ring.evicted_seq)
+            } else {
+                ring.evicted_seq + i as u64 + 1
+            };
+            let walked = ring.entries.len() - i;
+            if walked > max_entries || (seen.len() == max_users && !seen.contains(&change.user)) {
+                (floor, floor_ts) = (seq, Some(change.ts));
+                break;
+            }
+            if seen.insert(change.user) {
+                users.push(LatestChange {
+                    user: change.user,
+                    tombstone: change.tombstone.clone(),
+                    seq,
+                    ts: change.ts,
+                });
+            }
+        }
+        users.reverse();
+        Latest {
+            head: Cursor {
+                epoch: ring.epoch,
+                seq: ring.head,
+            },
+            floor,
+            floor_ts,
+            epoch_start_ms: ring.epoch_start_ms,
+            users,
+        }
+    }
+
     /// Returns once the head is no longer `seen` (at once if it has moved
     /// already). Meant for one waiter at a time: a wake-up goes to one task.
     pub async fn moved_from(&self, seen: Cursor) {
@@ -560,6 +632,46 @@ mod tests {
         // Capacity 2 evicted b: position 205 is now the floor.
         assert_eq!(log.since(floor).unwrap_err(), Lagged);
         assert_eq!(ids(&log.since(b).unwrap()), [("c", false), ("d", false)]);
+    }
+
+    #[test]
+    fn latest_covers_back_to_its_floor_and_every_suffix_is_that_cursors_delta() {
+        let log = log(10);
+        let start = log.cursor();
+        let cursors: Vec<Cursor> = [("a", 1), ("b", 2), ("c", 3), ("a", 4), ("d", 5)]
+            .iter()
+            .map(|&(user, dt)| change(&log, user, T0 + dt))
+            .collect();
+        // Room for three users: d, a and c; b is the newest change left out.
+        let latest = log.latest(3, 100);
+        let users: Vec<_> = latest.users.iter().map(|u| (u.user, u.seq, u.ts)).collect();
+        assert_eq!(
+            users,
+            [("c", 3, T0 + 3), ("a", 4, T0 + 4), ("d", 5, T0 + 5)]
+        );
+        assert_eq!(
+            (latest.floor, latest.floor_ts),
+            (cursors[1].seq(), Some(T0 + 2))
+        );
+        assert_eq!(latest.head, log.cursor());
+        // From the floor on, a cursor's delta is the users whose latest change is after it.
+        for cursor in &cursors[1..] {
+            let suffix: Vec<_> = latest
+                .users
+                .iter()
+                .filter(|u| u.seq > cursor.seq())
+                .map(|u| (u.user, false))
+                .collect();
+            assert_eq!(ids(&log.since(*cursor).unwrap()), suffix);
+        }
+        // Room for every user: the floor is the log's own.
+        let all = log.latest(10, 100);
+        assert_eq!((all.floor, all.floor_ts), (start.seq(), None));
+        assert_eq!(all.users.len(), 4);
+        // Looking back over two entries only: the third from the end is the floor.
+        let short = log.latest(10, 2);
+        assert_eq!(short.floor, cursors[2].seq());
+        assert_eq!(short.users.len(), 2);
     }
 
     #[test]

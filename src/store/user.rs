@@ -10,7 +10,7 @@
 //! the bytes this saves per user.
 
 use super::image::{ConnectionImage, UserImage};
-use super::view::{write_json, UserView, Visible};
+use super::view::{needs_escape, write_json, UserView, Visible};
 use crate::domain::status::{connection_status, visible_status};
 use crate::domain::{ConnStatus, InstanceId, Profile, Status, StatusText, TokenHash, UserId};
 use compact_str::CompactString;
@@ -46,13 +46,19 @@ pub(crate) struct Connection {
 #[derive(Debug, Clone, Default)]
 struct Text {
     buf: Box<str>,
-    /// Where the id, username, name and avatar tag end; the status text is the rest.
+    /// Where the id, username, name and avatar tag end; the status text is the
+    /// rest. The top bit of the last is [`PLAIN`], not part of the end.
     ends: [u16; 4],
 }
 
+/// Set in `Text::ends[3]` when no part needs escaping in JSON, so that every
+/// render need not check again: an end is below 2^15 (see [`Text::pack`]), and
+/// the flag costs no byte of the record.
+const PLAIN: u16 = 1 << 15;
+
 impl Text {
     /// Packs the parts. Their lengths are bounded by validation (ids 64 bytes,
-    /// name 256 characters, avatar tag 128, status text 120), far below `u16::MAX`.
+    /// name 256 characters, avatar tag 128, status text 120), far below 2^15.
     fn pack(parts: [&str; 5]) -> Text {
         let mut buf = String::with_capacity(parts.iter().map(|p| p.len()).sum());
         let mut ends = [0u16; 4];
@@ -62,16 +68,32 @@ impl Text {
                 *end = u16::try_from(buf.len()).unwrap_or(u16::MAX);
             }
         }
+        if buf.len() < usize::from(PLAIN) && !parts.iter().any(|part| needs_escape(part)) {
+            ends[3] |= PLAIN;
+        }
         Text {
             buf: buf.into_boxed_str(),
             ends,
         }
     }
 
+    fn end(&self, i: usize) -> usize {
+        usize::from(self.ends[i] & !PLAIN)
+    }
+
     fn part(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        let end = self.ends.get(i).map_or(self.buf.len(), |&e| e as usize);
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        let end = if i < self.ends.len() {
+            self.end(i)
+        } else {
+            self.buf.len()
+        };
         self.buf.get(start..end).unwrap_or_default()
+    }
+
+    /// True if no part needs escaping in JSON.
+    fn plain(&self) -> bool {
+        self.ends[3] & PLAIN != 0
     }
 }
 
@@ -84,6 +106,9 @@ pub(crate) struct UserRecord {
     pub changed_seq: u64,
     /// Tells this user from an earlier one that held the same slot.
     pub generation: u32,
+    /// Bumped by every mutable access (`UserShard::get_mut`): a rendering
+    /// kept with the same version is still this user's (see `fragments`).
+    pub version: u32,
     /// `statusDefault`: what the user chose.
     chosen: Status,
     /// `status` by docs/api.md §1, including the manual-set exception; deactivation is
@@ -108,6 +133,7 @@ impl UserRecord {
             utc_offset: f64::NAN,
             changed_seq: 0,
             generation,
+            version: 0,
             chosen: Status::Online,
             status: Status::Offline,
             active: true,
@@ -167,6 +193,7 @@ impl UserRecord {
             utc_offset: offset(self.utc_offset),
             avatar_etag: self.avatar_etag(),
             status_text: self.status_text(),
+            plain: self.text.plain(),
         }
     }
 
@@ -390,6 +417,30 @@ mod tests {
             (r.id(), r.username(), r.status_text()),
             ("u1", "jane.doe", "")
         );
+    }
+
+    #[test]
+    fn a_record_is_plain_until_a_string_needs_escaping_and_renders_the_same_either_way() {
+        let id = UserId::parse("u1").unwrap();
+        let mut r = UserRecord::new(&id, &profile("jane", Some("Jane")), 0);
+        assert!(r.text.plain());
+        let checked = |r: &UserRecord| {
+            let mut unchecked = r.visible();
+            unchecked.plain = false;
+            let mut out = String::new();
+            write_json(&mut out, r.id(), &unchecked);
+            assert_eq!(r.render().json(), out);
+        };
+        checked(&r);
+        let _ = r.choose(None, Some(StatusText::new("say \"hi\"")));
+        assert!(!r.text.plain());
+        checked(&r);
+        let _ = r.choose(None, Some(StatusText::new("back")));
+        assert!(r.text.plain());
+        assert_eq!(r.status_text(), "back");
+        let _ = r.set_profile(&profile("jane", Some("Tab\there")));
+        assert!(!r.text.plain());
+        checked(&r);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 use crate::domain::Status;
 use std::fmt::Write as _;
 
+/// Where a user's id starts in its JSON object, after `{"_id":"`: ids are
+/// `[A-Za-z0-9._-]`, never escaped.
+pub(crate) const ID_AT: usize = r#"{"_id":""#.len();
+
 /// What others see of one user at one change. Immutable once built.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UserView {
@@ -25,12 +29,15 @@ pub(crate) struct Visible<'a> {
     pub utc_offset: Option<f64>,
     pub avatar_etag: Option<&'a str>,
     pub status_text: &'a str,
+    /// True if none of the strings needs escaping, as checked when they were
+    /// stored: a render then copies them without looking at them again.
+    pub plain: bool,
 }
 
 /// Returns true if `s` holds a byte JSON must escape: a control character, `"`
 /// or `\`. Every string of every user rendered is checked, so eight bytes are
 /// tested at a time.
-fn needs_escape(s: &str) -> bool {
+pub(crate) fn needs_escape(s: &str) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // True if and only if a byte of `x` is below `n` (exact for n <= 128): the
@@ -56,9 +63,10 @@ fn needs_escape(s: &str) -> bool {
 }
 
 /// Appends `s` as a JSON string. Names and texts almost never need escaping,
-/// so they are checked in one pass and copied; serde_json escapes the rest.
-fn push_json_str(out: &mut String, s: &str) {
-    if needs_escape(s) {
+/// so they are checked in one pass (none if `plain` says so already) and
+/// copied; serde_json escapes the rest.
+fn push_json_str(out: &mut String, s: &str, plain: bool) {
+    if !plain && needs_escape(s) {
         // Serializing a str cannot fail.
         out.push_str(&serde_json::to_string(s).unwrap_or_default());
     } else {
@@ -77,12 +85,12 @@ pub(crate) fn write_json(out: &mut String, id: &str, v: &Visible<'_>) {
     let etag = v.avatar_etag.map_or(0, str::len);
     out.reserve(100 + id.len() + v.username.len() + name + etag + v.status_text.len());
     out.push_str(r#"{"_id":"#);
-    push_json_str(out, id);
+    push_json_str(out, id, v.plain);
     out.push_str(r#","username":"#);
-    push_json_str(out, v.username);
+    push_json_str(out, v.username, v.plain);
     if let Some(name) = v.name {
         out.push_str(r#","name":"#);
-        push_json_str(out, name);
+        push_json_str(out, name, v.plain);
     }
     out.push_str(r#","status":""#);
     out.push_str(v.status.as_str());
@@ -101,11 +109,11 @@ pub(crate) fn write_json(out: &mut String, id: &str, v: &Visible<'_>) {
     }
     if let Some(etag) = v.avatar_etag {
         out.push_str(r#","avatarETag":"#);
-        push_json_str(out, etag);
+        push_json_str(out, etag, v.plain);
     }
     if !v.status_text.is_empty() {
         out.push_str(r#","statusText":"#);
-        push_json_str(out, v.status_text);
+        push_json_str(out, v.status_text, v.plain);
     }
     out.push('}');
 }
@@ -136,6 +144,7 @@ impl UserView {
                 utc_offset: None,
                 avatar_etag: None,
                 status_text: "",
+                plain: false,
             },
         );
         view.deleted = true;
@@ -144,9 +153,8 @@ impl UserView {
 
     /// Returns the user's id.
     pub fn id(&self) -> &str {
-        const PREFIX: usize = r#"{"_id":""#.len();
         self.json
-            .get(PREFIX..PREFIX + usize::from(self.id_len))
+            .get(ID_AT..ID_AT + usize::from(self.id_len))
             .unwrap_or_default()
     }
 
@@ -185,6 +193,7 @@ mod tests {
                 utc_offset: Some(-2.0),
                 avatar_etag: None,
                 status_text: "",
+                plain: false,
             },
         );
         assert_eq!(
@@ -204,6 +213,7 @@ mod tests {
                 utc_offset: Some(5.5),
                 avatar_etag: Some("e"),
                 status_text: "in a\nmeeting",
+                plain: false,
             },
         );
         let parsed: serde_json::Value = serde_json::from_str(v.json()).unwrap();
@@ -259,17 +269,20 @@ mod tests {
         ];
         for (i, text) in texts.iter().enumerate() {
             let offset = [0.0, -0.0, 5.75, -3.5, 14.0, -14.0, 0.1][i % 7];
-            let v = UserView::render(
-                id(),
-                &Visible {
-                    username: "u",
-                    name: Some(text),
-                    status: Status::Away,
-                    utc_offset: Some(offset),
-                    avatar_etag: Some(text),
-                    status_text: text,
-                },
-            );
+            let visible = |plain| Visible {
+                username: "u",
+                name: Some(text),
+                status: Status::Away,
+                utc_offset: Some(offset),
+                avatar_etag: Some(text),
+                status_text: text,
+                plain,
+            };
+            let v = UserView::render(id(), &visible(false));
+            // Told the strings are plain when they are, a render is the same.
+            if !needs_escape(text) {
+                assert_eq!(UserView::render(id(), &visible(true)), v);
+            }
             let parsed: serde_json::Value =
                 serde_json::from_str(v.json()).unwrap_or_else(|e| panic!("{}: {e}", v.json()));
             assert_eq!(parsed["name"], *text);

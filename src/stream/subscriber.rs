@@ -74,7 +74,7 @@ pub async fn answer(
             }
             // The full state of just these users: it replaces what the client holds.
             (None, Some(ids)) => {
-                let answer = Answer::online_among(store, ids.iter(), true);
+                let answer = Answer::online_among(store, ids, true);
                 return (answer.cursor, Bytes::from(answer.render()));
             }
             (None, None) => Plan::Full,

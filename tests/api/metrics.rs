@@ -158,6 +158,8 @@ async fn a_full_answer_rendered_once_then_reused_and_revalidated_is_counted() {
     )
     .await;
     assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
+    // Kept when asked a second time, reused the third.
+    app.presence(&jane, "ids=jane").await;
     app.presence(&jane, "ids=jane").await;
     app.presence(&jane, "ids=jane").await;
 

@@ -277,7 +277,8 @@ async fn a_kept_id_list_answers_only_the_same_list_asked_again() {
     }
     let cursor = app.presence(&caller, "").await.cursor();
     let reuses = |app| async move { metric(app, "presenced_answer_reuses_total").await };
-    // Each question below is asked twice: first answered and kept, then reused.
+    // Each question below is asked three times: answered, answered again and
+    // kept (a question asked once is not kept), then reused.
     for (query, want) in [
         ("ids=a,bc".to_owned(), vec!["a", "bc"]),
         ("ids=ab,c".to_owned(), vec!["ab", "c"]),
@@ -289,6 +290,9 @@ async fn a_kept_id_list_answers_only_the_same_list_asked_again() {
         let first = app.presence(&caller, &query).await;
         assert_eq!(first.ids(), want, "{query}");
         assert_eq!(reuses(&app).await, before, "{query} was new");
+        let second = app.presence(&caller, &query).await;
+        assert_eq!(second.body, first.body, "{query}");
+        assert_eq!(reuses(&app).await, before, "{query} was asked once before");
         let again = app.presence(&caller, &query).await;
         assert_eq!(again.body, first.body, "{query}");
         assert_eq!(reuses(&app).await, before + 1, "{query} was kept");
