@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use presenced::api::answer_cache::SnapshotCache;
 use presenced::api::id_list::IdList;
-use presenced::api::presence::Answer;
+use presenced::api::plan::Answer;
 use presenced::domain::{ConnStatus, ConnectionId, Profile, Status, UserId, Username};
 use presenced::store::{Cursor, Store, StoreOptions};
 use std::borrow::Cow;

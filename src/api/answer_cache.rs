@@ -7,7 +7,7 @@
 //!   polled after the same change hold the same cursor, so their next `since`
 //!   polls are the same question: one render serves them all.
 
-use super::presence::{Answer, Plan};
+use super::plan::{Answer, Plan};
 use super::recent_changes::RecentChanges;
 use crate::http::encoding::gzip;
 use crate::http::etag::Tag;

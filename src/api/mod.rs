@@ -5,6 +5,7 @@ pub mod answer_cache;
 pub mod auth;
 pub mod fast_path;
 pub mod id_list;
+pub mod plan;
 pub mod presence;
 pub mod query;
 pub mod recent_changes;

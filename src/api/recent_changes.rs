@@ -15,7 +15,7 @@
 //! What is out of reach (older than the floor), asks for `ids` too, or wants
 //! gzip goes the way of [`super::answer_cache::RecentAnswers`] as before.
 
-use super::presence::{close_users, USERS_OPEN};
+use super::plan::{close_users, USERS_OPEN};
 use crate::store::{Cursor, Store, WrittenLatest};
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;

@@ -2,7 +2,7 @@
 //! change is rendered here once, whatever the number of streams.
 
 use super::{sse, StreamHub};
-use crate::api::presence::Answer;
+use crate::api::plan::Answer;
 use crate::store::{Cursor, Lagged, Store, UserView};
 use actix_web::web::Bytes;
 use std::sync::Arc;

@@ -10,7 +10,8 @@
 use super::sse::{self, Goodbye};
 use super::{Batch, Permit};
 use crate::api::id_list::IdList;
-use crate::api::presence::{catch_up, Answer, Plan};
+use crate::api::plan::{Answer, Plan};
+use crate::api::presence::catch_up;
 use crate::http::AppState;
 use crate::store::{Cursor, UserView};
 use actix_web::web::{self, Bytes};
