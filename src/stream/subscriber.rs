@@ -2,11 +2,17 @@
 //! filtered to the users it asked about, with heartbeats; a full answer when
 //! it cannot prove a delta complete, and a goodbye when it must end.
 //!
+//! A stream of everyone reads the hub's broadcast; a stream filtered by `ids`
+//! reads its own mailbox in the interest index, which gets only the batches
+//! that touch its users, and at each heartbeat moves its resume point to the
+//! last batch dispatched (see [`super::index`]).
+//!
 //! The stream subscribes to the batches before it reads its first answer, so
 //! every change after that answer's cursor is in a batch it will receive;
 //! batches at or before the cursor are skipped. A batch may repeat a change
 //! the first answer already showed, which is harmless, as for polls.
 
+use super::index::{Inbox, Taken, Wanted};
 use super::sse::{self, Goodbye};
 use super::{Batch, Permit};
 use crate::api::id_list::IdList;
@@ -15,7 +21,7 @@ use crate::http::AppState;
 use crate::store::{Cursor, UserView};
 use actix_web::web::{self, Bytes};
 use futures_util::Stream;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,13 +37,13 @@ const LAG_WINDOW: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Interest {
     ids: Option<IdList<'static>>,
-    wanted: HashSet<Box<str>, foldhash::fast::RandomState>,
+    wanted: Wanted,
 }
 
 impl Interest {
     /// Everyone, or only the users among `ids`.
     pub fn new(ids: Option<IdList<'static>>) -> Interest {
-        let wanted = ids.iter().flat_map(IdList::iter).map(Box::from).collect();
+        let wanted = Arc::new(ids.iter().flat_map(IdList::iter).map(Box::from).collect());
         Interest { ids, wanted }
     }
 
@@ -92,15 +98,37 @@ pub async fn answer(
 /// What woke a stream up.
 enum Wake {
     Expired,
-    Received(Result<Arc<Batch>, RecvError>),
+    Received(Taken),
+    Closed,
     Heartbeat,
+}
+
+/// Where a stream's batches come from.
+enum Source {
+    /// Every batch (a stream of everyone).
+    All(broadcast::Receiver<Arc<Batch>>),
+    /// The batches that touch its users (a stream filtered by `ids`).
+    Some(Inbox),
+}
+
+impl Source {
+    async fn recv(&mut self) -> Wake {
+        match self {
+            Source::All(batches) => match batches.recv().await {
+                Ok(batch) => Wake::Received(Taken::Batch(batch)),
+                Err(RecvError::Lagged(_)) => Wake::Received(Taken::Lagged),
+                Err(RecvError::Closed) => Wake::Closed,
+            },
+            Source::Some(inbox) => Wake::Received(inbox.mailbox().take().await),
+        }
+    }
 }
 
 /// One open stream's state.
 pub struct Subscriber {
     state: web::Data<AppState>,
     interest: Interest,
-    batches: broadcast::Receiver<Arc<Batch>>,
+    batches: Source,
     heartbeat: Interval,
     /// When the stream reaches `stream.max_lifetime_secs`, if it has a limit.
     lifetime: Option<Pin<Box<Sleep>>>,
@@ -127,7 +155,10 @@ impl Subscriber {
         permit: Permit,
     ) -> Subscriber {
         let hub = permit.hub();
-        let batches = hub.subscribe();
+        let batches = match interest.ids {
+            None => Source::All(hub.subscribe()),
+            Some(_) => Source::Some(hub.follow(Arc::clone(&interest.wanted))),
+        };
         let every = hub.settings.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -188,16 +219,44 @@ impl Subscriber {
             let wake = tokio::select! {
                 biased;
                 _ = expired => Wake::Expired,
-                received = batches.recv() => Wake::Received(received),
+                received = batches.recv() => received,
                 _ = heartbeat.tick() => Wake::Heartbeat,
             };
             match wake {
-                Wake::Received(Err(RecvError::Closed)) => self.end(Goodbye::Shutdown),
+                Wake::Closed => self.end(Goodbye::Shutdown),
                 Wake::Expired => self.end(Goodbye::Reconnect),
-                Wake::Received(Ok(batch)) => self.on_batch(&batch).await,
-                Wake::Received(Err(RecvError::Lagged(_))) => self.on_lag().await,
+                Wake::Received(taken) => self.on_taken(taken).await,
                 Wake::Heartbeat => self.on_heartbeat().await,
             }
+        }
+    }
+
+    async fn on_taken(&mut self, taken: Taken) {
+        match taken {
+            Taken::Batch(batch) => self.on_batch(&batch).await,
+            Taken::Lagged => self.on_lag().await,
+        }
+    }
+
+    /// A filtered stream is not woken for the batches it leaves out: before
+    /// its heartbeat it reads what is in its mailbox, and then everything up
+    /// to the last batch dispatched (read first) is sent or not wanted.
+    async fn catch_up_to_dispatched(&mut self) {
+        let Source::Some(inbox) = &self.batches else {
+            return;
+        };
+        let Some(dispatched) = self.permit.hub().dispatched() else {
+            return;
+        };
+        let mailbox = Arc::clone(inbox.mailbox_arc());
+        while let Some(taken) = mailbox.try_take() {
+            self.on_taken(taken).await;
+            if self.ended {
+                return;
+            }
+        }
+        if self.at.epoch() == dispatched.epoch() && self.at.seq() < dispatched.seq() {
+            self.at = dispatched;
         }
     }
 
@@ -270,7 +329,8 @@ impl Subscriber {
     }
 
     async fn on_heartbeat(&mut self) {
-        if self.follow_disabled().await {
+        self.catch_up_to_dispatched().await;
+        if self.ended || self.follow_disabled().await {
             return;
         }
         let resume = (self.at != self.told).then_some(self.at);
