@@ -19,6 +19,7 @@
 use super::Batch;
 use crate::store::Cursor;
 use parking_lot::Mutex;
+use prometheus::IntGauge;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -30,9 +31,11 @@ type FastState = foldhash::fast::RandomState;
 pub type Wanted = Arc<HashSet<Box<str>, FastState>>;
 
 /// The mailboxes of the filtered streams, by user.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Index {
     inner: Mutex<Inner>,
+    /// The number of users listed, kept in `presenced_stream_followed_users`.
+    followed: IntGauge,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +71,14 @@ pub enum Taken {
 }
 
 impl Index {
+    /// An empty index, counting its users in `followed`.
+    pub fn new(followed: IntGauge) -> Index {
+        Index {
+            inner: Mutex::default(),
+            followed,
+        }
+    }
+
     /// Lists a new mailbox under each user of `wanted`; it stays listed until
     /// the returned inbox is dropped.
     pub fn join(self: &Arc<Self>, wanted: Wanted) -> Inbox {
@@ -84,6 +95,7 @@ impl Index {
             list.push(Arc::clone(&mailbox));
         }
         inner.members.insert(key, Arc::clone(&mailbox));
+        self.followed.set(gauge(inner.followers.len()));
         Inbox {
             index: Arc::clone(self),
             wanted,
@@ -126,11 +138,6 @@ impl Index {
         self.inner.lock().members.is_empty()
     }
 
-    /// The number of users some filtered stream follows (what the index holds).
-    pub fn users(&self) -> usize {
-        self.inner.lock().followers.len()
-    }
-
     fn leave(&self, mailbox: &Mailbox, wanted: &Wanted) {
         let mut inner = self.inner.lock();
         inner.members.remove(&mailbox.key);
@@ -145,7 +152,12 @@ impl Index {
                 inner.followers.remove(&**id);
             }
         }
+        self.followed.set(gauge(inner.followers.len()));
     }
+}
+
+fn gauge(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 impl Mailbox {
@@ -219,6 +231,11 @@ impl Drop for Inbox {
 mod tests {
     use super::*;
 
+    fn index() -> Arc<Index> {
+        let gauge = IntGauge::new("followed", "users followed").expect("a valid name");
+        Arc::new(Index::new(gauge))
+    }
+
     fn wanted(ids: &[&str]) -> Wanted {
         Arc::new(ids.iter().map(|&id| Box::from(id)).collect())
     }
@@ -235,22 +252,22 @@ mod tests {
 
     #[test]
     fn dropping_an_inbox_frees_every_entry_it_made() {
-        let index = Arc::new(Index::default());
+        let index = index();
         let a = index.join(wanted(&["ann", "bob"]));
         let b = index.join(wanted(&["bob", "cid"]));
-        assert_eq!(index.users(), 3);
+        assert_eq!(index.followed.get(), 3);
         drop(a);
-        assert_eq!(index.users(), 2);
+        assert_eq!(index.followed.get(), 2);
         assert!(!index.is_empty());
         drop(b);
-        assert_eq!(index.users(), 0);
+        assert_eq!(index.followed.get(), 0);
         assert!(index.is_empty());
         assert!(index.inner.lock().members.is_empty());
     }
 
     #[test]
     fn a_reset_reaches_every_mailbox_even_one_without_ids_and_moves_dispatched() {
-        let index = Arc::new(Index::default());
+        let index = index();
         let none = index.join(wanted(&[]));
         let some = index.join(wanted(&["ann"]));
         assert_eq!(index.dispatched(), None);
@@ -263,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_full_mailbox_is_emptied_and_tells_the_lag_before_the_next_batch() {
-        let index = Arc::new(Index::default());
+        let index = index();
         let inbox = index.join(wanted(&["ann"]));
         for seq in 1..=3 {
             index.dispatch(&reset(seq), 2);

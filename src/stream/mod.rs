@@ -68,10 +68,10 @@ impl StreamHub {
     pub fn new(settings: StreamSettings, metrics: StreamMetrics) -> StreamHub {
         let (batches, _) = broadcast::channel(settings.buffer_batches.max(1));
         StreamHub {
+            index: Arc::new(index::Index::new(metrics.followed.clone())),
             settings,
             metrics,
             batches,
-            index: Arc::default(),
             shut_down: AtomicBool::new(false),
             open: Mutex::default(),
         }
