@@ -17,6 +17,7 @@
 //! stream is told it fell behind (it then sends its full answer).
 
 use super::Batch;
+use crate::api::id_list::IdList;
 use crate::store::Cursor;
 use parking_lot::Mutex;
 use prometheus::IntGauge;
@@ -26,9 +27,9 @@ use tokio::sync::Notify;
 
 type FastState = foldhash::fast::RandomState;
 
-/// The set of users a filtered stream follows, shared by the stream (to pick
-/// its users out of a batch) and its [`Inbox`] (to leave the index).
-pub type Wanted = Arc<HashSet<Box<str>, FastState>>;
+/// The users a filtered stream follows (distinct), shared by the stream (to
+/// pick its users out of a batch) and its [`Inbox`] (to leave the index).
+pub type Wanted = Arc<IdList<'static>>;
 
 /// The mailboxes of the filtered streams, by user.
 #[derive(Debug)]
@@ -91,8 +92,13 @@ impl Index {
             ready: Notify::new(),
         });
         for id in wanted.iter() {
-            let list = inner.followers.entry(id.clone()).or_default();
-            list.push(Arc::clone(&mailbox));
+            if let Some(list) = inner.followers.get_mut(id) {
+                list.push(Arc::clone(&mailbox));
+            } else {
+                inner
+                    .followers
+                    .insert(id.into(), vec![Arc::clone(&mailbox)]);
+            }
         }
         inner.members.insert(key, Arc::clone(&mailbox));
         self.followed.set(gauge(inner.followers.len()));
@@ -142,14 +148,14 @@ impl Index {
         let mut inner = self.inner.lock();
         inner.members.remove(&mailbox.key);
         for id in wanted.iter() {
-            let Some(list) = inner.followers.get_mut(&**id) else {
+            let Some(list) = inner.followers.get_mut(id) else {
                 continue;
             };
             if let Some(at) = list.iter().position(|m| m.key == mailbox.key) {
                 list.swap_remove(at);
             }
             if list.is_empty() {
-                inner.followers.remove(&**id);
+                inner.followers.remove(id);
             }
         }
         self.followed.set(gauge(inner.followers.len()));
@@ -237,7 +243,11 @@ mod tests {
     }
 
     fn wanted(ids: &[&str]) -> Wanted {
-        Arc::new(ids.iter().map(|&id| Box::from(id)).collect())
+        let ids: Vec<_> = ids
+            .iter()
+            .map(|&id| std::borrow::Cow::Borrowed(id))
+            .collect();
+        Arc::new(IdList::from(ids).packed())
     }
 
     fn reset(seq: u64) -> Arc<Batch> {

@@ -21,7 +21,7 @@ use crate::http::AppState;
 use crate::store::{Cursor, UserView};
 use actix_web::web::{self, Bytes};
 use futures_util::Stream;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,22 +36,41 @@ const LAG_WINDOW: Duration = Duration::from_secs(60);
 /// What a stream is about: everyone, or the users among `ids`.
 #[derive(Debug, Clone)]
 pub struct Interest {
-    ids: Option<IdList<'static>>,
-    wanted: Wanted,
+    ids: Option<Wanted>,
+    /// Only for a long list: the ids as a set to look up (a short list is
+    /// scanned, which saves every idle stream the set's allocations).
+    set: Option<Box<HashSet<Box<str>, foldhash::fast::RandomState>>>,
 }
+
+/// The longest list of ids a stream scans rather than keeping a set of.
+const SCAN_UP_TO: usize = 16;
 
 impl Interest {
     /// Everyone, or only the users among `ids`.
     pub fn new(ids: Option<IdList<'static>>) -> Interest {
-        let wanted = Arc::new(ids.iter().flat_map(IdList::iter).map(Box::from).collect());
-        Interest { ids, wanted }
+        let set = ids
+            .as_ref()
+            .filter(|ids| ids.len() > SCAN_UP_TO)
+            .map(|ids| Box::new(ids.iter().map(Box::from).collect()));
+        Interest {
+            ids: ids.map(Arc::new),
+            set,
+        }
+    }
+
+    fn wants(&self, id: &str) -> bool {
+        match (&self.set, &self.ids) {
+            (Some(set), _) => set.contains(id),
+            (None, Some(ids)) => ids.iter().any(|wanted| wanted == id),
+            (None, None) => true,
+        }
     }
 
     /// The users of `users` this stream is about.
     fn pick(&self, users: &[Arc<UserView>]) -> Vec<Arc<UserView>> {
         users
             .iter()
-            .filter(|user| self.wanted.contains(user.id()))
+            .filter(|user| self.wants(user.id()))
             .cloned()
             .collect()
     }
@@ -75,7 +94,7 @@ pub async fn answer(
                 catch_up(state, cursor).await;
                 Plan::Since {
                     cursor,
-                    ids: ids.clone(),
+                    ids: ids.as_deref().cloned(),
                 }
             }
             // The full state of just these users: it replaces what the client holds.
@@ -155,9 +174,9 @@ impl Subscriber {
         permit: Permit,
     ) -> Subscriber {
         let hub = permit.hub();
-        let batches = match interest.ids {
+        let batches = match &interest.ids {
             None => Source::All(hub.subscribe()),
-            Some(_) => Source::Some(hub.follow(Arc::clone(&interest.wanted))),
+            Some(ids) => Source::Some(hub.follow(Arc::clone(ids))),
         };
         let every = hub.settings.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
@@ -353,7 +372,9 @@ impl Subscriber {
 
     /// Queues the full answer (of the users this stream is about).
     async fn send_full(&mut self) {
-        let (cursor, body) = answer(&self.state, None, &self.interest).await;
+        // Boxed: this rare path's future is the largest a stream awaits, and
+        // inline it would be part of every idle stream's waiting future.
+        let (cursor, body) = Box::pin(answer(&self.state, None, &self.interest)).await;
         self.at = cursor;
         self.queue_answer(cursor, body, false);
     }
