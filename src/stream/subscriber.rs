@@ -39,7 +39,7 @@ pub struct Interest {
     ids: Option<Wanted>,
     /// Only for a long list: the ids as a set to look up (a short list is
     /// scanned, which saves every idle stream the set's allocations).
-    set: Option<Box<HashSet<Box<str>, foldhash::fast::RandomState>>>,
+    set: Option<HashSet<Box<str>, foldhash::fast::RandomState>>,
 }
 
 /// The longest list of ids a stream scans rather than keeping a set of.
@@ -51,7 +51,7 @@ impl Interest {
         let set = ids
             .as_ref()
             .filter(|ids| ids.len() > SCAN_UP_TO)
-            .map(|ids| Box::new(ids.iter().map(Box::from).collect()));
+            .map(|ids| ids.iter().map(Box::from).collect());
         Interest {
             ids: ids.map(Arc::new),
             set,
