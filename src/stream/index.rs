@@ -216,13 +216,9 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// The mailbox the follower fills.
-    pub fn mailbox(&self) -> &Mailbox {
-        &self.mailbox
-    }
-
-    /// The mailbox, to hold while the stream it belongs to is borrowed.
-    pub fn mailbox_arc(&self) -> &Arc<Mailbox> {
+    /// The mailbox the follower fills (an `Arc`, to hold while the stream it
+    /// belongs to is borrowed).
+    pub fn mailbox(&self) -> &Arc<Mailbox> {
         &self.mailbox
     }
 }

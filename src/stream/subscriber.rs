@@ -267,7 +267,7 @@ impl Subscriber {
         let Some(dispatched) = self.permit.hub().dispatched() else {
             return;
         };
-        let mailbox = Arc::clone(inbox.mailbox_arc());
+        let mailbox = Arc::clone(inbox.mailbox());
         while let Some(taken) = mailbox.try_take() {
             self.on_taken(taken).await;
             if self.ended {
