@@ -52,6 +52,8 @@ pub struct StreamMetrics {
     pub events: IntCounter,
     pub lagged: IntCounter,
     pub dropped: IntCounter,
+    /// Entries of the interest index: users some `ids` stream follows.
+    pub followed: IntGauge,
 }
 
 impl StreamMetrics {
@@ -70,11 +72,16 @@ impl StreamMetrics {
                 "presenced_stream_dropped_total",
                 "Stream subscribers disconnected for falling behind too often.",
             )?,
+            followed: IntGauge::new(
+                "presenced_stream_followed_users",
+                "Users some change stream filtered by ids follows (the interest index's entries).",
+            )?,
         };
         registry.register(Box::new(metrics.open.clone()))?;
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.lagged.clone()))?;
         registry.register(Box::new(metrics.dropped.clone()))?;
+        registry.register(Box::new(metrics.followed.clone()))?;
         Ok(metrics)
     }
 }

@@ -9,10 +9,16 @@
 //! bytes. A replica of a cluster applies what it follows from Redis to its own
 //! store's log, so the same task serves its streams.
 //!
-//! [`StreamHub`] owns what the streams share: the channel, the limits on open
-//! streams (in all and per user), and the shutdown signal that ends them all.
+//! A stream filtered by `ids` does not read the channel: the [`index`] lists
+//! it under its users, and a batch goes only to the streams it has a user for,
+//! so a batch wakes O(its followers) streams, not every stream.
+//!
+//! [`StreamHub`] owns what the streams share: the channel, the interest
+//! index, the limits on open streams (in all and per user), and the shutdown
+//! signal that ends them all.
 
 pub mod follow;
+pub mod index;
 pub mod route;
 pub mod sse;
 pub mod subscriber;
@@ -21,6 +27,7 @@ pub use follow::{follow, Batch};
 
 use crate::config::StreamSettings;
 use crate::metrics::StreamMetrics;
+use crate::store::Cursor;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +40,8 @@ pub struct StreamHub {
     pub settings: StreamSettings,
     pub metrics: StreamMetrics,
     batches: broadcast::Sender<Arc<Batch>>,
+    /// The streams filtered by `ids`, by user.
+    index: Arc<index::Index>,
     /// Set once by [`StreamHub::shut_down`].
     shut_down: AtomicBool,
     open: Mutex<Open>,
@@ -59,6 +68,7 @@ impl StreamHub {
     pub fn new(settings: StreamSettings, metrics: StreamMetrics) -> StreamHub {
         let (batches, _) = broadcast::channel(settings.buffer_batches.max(1));
         StreamHub {
+            index: Arc::new(index::Index::new(metrics.followed.clone())),
             settings,
             metrics,
             batches,
@@ -92,20 +102,35 @@ impl StreamHub {
         })
     }
 
-    /// A receiver of the batches sent from now on.
+    /// A receiver of the batches sent from now on (a stream of everyone).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
         self.batches.subscribe()
     }
 
-    /// Returns true if and only if some stream is open to receive batches.
-    pub fn has_subscribers(&self) -> bool {
-        self.batches.receiver_count() > 0
+    /// A mailbox for the batches sent from now on that touch a user of
+    /// `wanted` (a stream filtered by `ids`), with resets and the shutdown.
+    pub fn follow(&self, wanted: index::Wanted) -> index::Inbox {
+        self.index.join(wanted)
     }
 
-    /// Sends a batch to every open stream.
+    /// The cursor of the last batch sent, if any: a filtered stream that has
+    /// read its mailbox after asking has everything up to it it wants.
+    pub fn dispatched(&self) -> Option<Cursor> {
+        self.index.dispatched()
+    }
+
+    /// Returns true if and only if some stream is open to receive batches.
+    pub fn has_subscribers(&self) -> bool {
+        self.batches.receiver_count() > 0 || !self.index.is_empty()
+    }
+
+    /// Sends a batch to every open stream it concerns.
     pub fn send(&self, batch: Batch) {
+        let batch = Arc::new(batch);
+        self.index
+            .dispatch(&batch, self.settings.buffer_batches.max(1));
         // An error means nobody listens, which is fine: nobody misses it.
-        let _ = self.batches.send(Arc::new(batch));
+        let _ = self.batches.send(batch);
     }
 
     /// Ends every open stream (each says goodbye first) and refuses new ones

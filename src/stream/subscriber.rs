@@ -2,11 +2,17 @@
 //! filtered to the users it asked about, with heartbeats; a full answer when
 //! it cannot prove a delta complete, and a goodbye when it must end.
 //!
+//! A stream of everyone reads the hub's broadcast; a stream filtered by `ids`
+//! reads its own mailbox in the interest index, which gets only the batches
+//! that touch its users, and at each heartbeat moves its resume point to the
+//! last batch dispatched (see [`super::index`]).
+//!
 //! The stream subscribes to the batches before it reads its first answer, so
 //! every change after that answer's cursor is in a batch it will receive;
 //! batches at or before the cursor are skipped. A batch may repeat a change
 //! the first answer already showed, which is harmless, as for polls.
 
+use super::index::{Inbox, Taken, Wanted};
 use super::sse::{self, Goodbye};
 use super::{Batch, Permit};
 use crate::api::id_list::IdList;
@@ -31,22 +37,41 @@ const LAG_WINDOW: Duration = Duration::from_secs(60);
 /// What a stream is about: everyone, or the users among `ids`.
 #[derive(Debug, Clone)]
 pub struct Interest {
-    ids: Option<IdList<'static>>,
-    wanted: HashSet<Box<str>, foldhash::fast::RandomState>,
+    ids: Option<Wanted>,
+    /// Only for a long list: the ids as a set to look up (a short list is
+    /// scanned, which saves every idle stream the set's allocations).
+    set: Option<HashSet<Box<str>, foldhash::fast::RandomState>>,
 }
+
+/// The longest list of ids a stream scans rather than keeping a set of.
+const SCAN_UP_TO: usize = 16;
 
 impl Interest {
     /// Everyone, or only the users among `ids`.
     pub fn new(ids: Option<IdList<'static>>) -> Interest {
-        let wanted = ids.iter().flat_map(IdList::iter).map(Box::from).collect();
-        Interest { ids, wanted }
+        let set = ids
+            .as_ref()
+            .filter(|ids| ids.len() > SCAN_UP_TO)
+            .map(|ids| ids.iter().map(Box::from).collect());
+        Interest {
+            ids: ids.map(Arc::new),
+            set,
+        }
+    }
+
+    fn wants(&self, id: &str) -> bool {
+        match (&self.set, &self.ids) {
+            (Some(set), _) => set.contains(id),
+            (None, Some(ids)) => ids.iter().any(|wanted| wanted == id),
+            (None, None) => true,
+        }
     }
 
     /// The users of `users` this stream is about.
     fn pick(&self, users: &[Arc<UserView>]) -> Vec<Arc<UserView>> {
         users
             .iter()
-            .filter(|user| self.wanted.contains(user.id()))
+            .filter(|user| self.wants(user.id()))
             .cloned()
             .collect()
     }
@@ -70,7 +95,7 @@ pub async fn answer(
                 catch_up(state, cursor).await;
                 Plan::Since {
                     cursor,
-                    ids: ids.clone(),
+                    ids: ids.as_deref().cloned(),
                 }
             }
             // The full state of just these users: it replaces what the client holds.
@@ -93,15 +118,37 @@ pub async fn answer(
 /// What woke a stream up.
 enum Wake {
     Expired,
-    Received(Result<Arc<Batch>, RecvError>),
+    Received(Taken),
+    Closed,
     Heartbeat,
+}
+
+/// Where a stream's batches come from.
+enum Source {
+    /// Every batch (a stream of everyone).
+    All(broadcast::Receiver<Arc<Batch>>),
+    /// The batches that touch its users (a stream filtered by `ids`).
+    Some(Inbox),
+}
+
+impl Source {
+    async fn recv(&mut self) -> Wake {
+        match self {
+            Source::All(batches) => match batches.recv().await {
+                Ok(batch) => Wake::Received(Taken::Batch(batch)),
+                Err(RecvError::Lagged(_)) => Wake::Received(Taken::Lagged),
+                Err(RecvError::Closed) => Wake::Closed,
+            },
+            Source::Some(inbox) => Wake::Received(inbox.mailbox().take().await),
+        }
+    }
 }
 
 /// One open stream's state.
 pub struct Subscriber {
     state: web::Data<AppState>,
     interest: Interest,
-    batches: broadcast::Receiver<Arc<Batch>>,
+    batches: Source,
     heartbeat: Interval,
     /// When the stream reaches `stream.max_lifetime_secs`, if it has a limit.
     lifetime: Option<Pin<Box<Sleep>>>,
@@ -128,7 +175,10 @@ impl Subscriber {
         permit: Permit,
     ) -> Subscriber {
         let hub = permit.hub();
-        let batches = hub.subscribe();
+        let batches = match &interest.ids {
+            None => Source::All(hub.subscribe()),
+            Some(ids) => Source::Some(hub.follow(Arc::clone(ids))),
+        };
         let every = hub.settings.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -189,16 +239,44 @@ impl Subscriber {
             let wake = tokio::select! {
                 biased;
                 _ = expired => Wake::Expired,
-                received = batches.recv() => Wake::Received(received),
+                received = batches.recv() => received,
                 _ = heartbeat.tick() => Wake::Heartbeat,
             };
             match wake {
-                Wake::Received(Err(RecvError::Closed)) => self.end(Goodbye::Shutdown),
+                Wake::Closed => self.end(Goodbye::Shutdown),
                 Wake::Expired => self.end(Goodbye::Reconnect),
-                Wake::Received(Ok(batch)) => self.on_batch(&batch).await,
-                Wake::Received(Err(RecvError::Lagged(_))) => self.on_lag().await,
+                Wake::Received(taken) => self.on_taken(taken).await,
                 Wake::Heartbeat => self.on_heartbeat().await,
             }
+        }
+    }
+
+    async fn on_taken(&mut self, taken: Taken) {
+        match taken {
+            Taken::Batch(batch) => self.on_batch(&batch).await,
+            Taken::Lagged => self.on_lag().await,
+        }
+    }
+
+    /// A filtered stream is not woken for the batches it leaves out: before
+    /// its heartbeat it reads what is in its mailbox, and then everything up
+    /// to the last batch dispatched (read first) is sent or not wanted.
+    async fn catch_up_to_dispatched(&mut self) {
+        let Source::Some(inbox) = &self.batches else {
+            return;
+        };
+        let Some(dispatched) = self.permit.hub().dispatched() else {
+            return;
+        };
+        let mailbox = Arc::clone(inbox.mailbox());
+        while let Some(taken) = mailbox.try_take() {
+            self.on_taken(taken).await;
+            if self.ended {
+                return;
+            }
+        }
+        if self.at.epoch() == dispatched.epoch() && self.at.seq() < dispatched.seq() {
+            self.at = dispatched;
         }
     }
 
@@ -271,7 +349,8 @@ impl Subscriber {
     }
 
     async fn on_heartbeat(&mut self) {
-        if self.follow_disabled().await {
+        self.catch_up_to_dispatched().await;
+        if self.ended || self.follow_disabled().await {
             return;
         }
         let resume = (self.at != self.told).then_some(self.at);
@@ -294,7 +373,9 @@ impl Subscriber {
 
     /// Queues the full answer (of the users this stream is about).
     async fn send_full(&mut self) {
-        let (cursor, body) = answer(&self.state, None, &self.interest).await;
+        // Boxed: this rare path's future is the largest a stream awaits, and
+        // inline it would be part of every idle stream's waiting future.
+        let (cursor, body) = Box::pin(answer(&self.state, None, &self.interest)).await;
         self.at = cursor;
         self.queue_answer(cursor, body, false);
     }

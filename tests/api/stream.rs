@@ -497,10 +497,10 @@ async fn read_to_head(app: &TestApp, me: &Login, sse: &mut Sse) -> Result<bool, 
 }
 
 /// A server whose ring holds one batch, allowing `max_lags` lags a minute, and
-/// a stream on it left unread while ever more is written, until reading it
+/// a stream on it (of `query`) left unread while ever more is written, until reading it
 /// shows that it fell behind: a full answer came (`Ok`), or it was dropped
 /// (`Err` with the goodbye's reason).
-async fn fall_behind(max_lags: u32) -> (TestApp, Sse, Result<(), String>) {
+async fn fall_behind(max_lags: u32, query: &str) -> (TestApp, Sse, Result<(), String>) {
     let app = spawn_app_with(|s| {
         s.stream.buffer_batches = 1;
         s.stream.batch_interval = Duration::ZERO;
@@ -508,7 +508,7 @@ async fn fall_behind(max_lags: u32) -> (TestApp, Sse, Result<(), String>) {
     })
     .await;
     let me = app.login("me").await;
-    let mut sse = app.stream(&me, "").await;
+    let mut sse = app.stream(&me, query).await;
     sse.answer().await;
     let mut rounds = 10;
     loop {
@@ -525,7 +525,7 @@ async fn fall_behind(max_lags: u32) -> (TestApp, Sse, Result<(), String>) {
 
 #[tokio::test]
 async fn a_stream_that_falls_behind_gets_the_full_answer_and_goes_on() {
-    let (app, mut sse, fell) = fall_behind(1000).await;
+    let (app, mut sse, fell) = fall_behind(1000, "").await;
     assert_eq!(fell, Ok(()));
     let lagged = sample(&app.metrics().await, "presenced_stream_lagged_total");
     assert!(lagged.unwrap_or(0.0) >= 1.0, "{lagged:?}");
@@ -539,7 +539,7 @@ async fn a_stream_that_falls_behind_gets_the_full_answer_and_goes_on() {
 
 #[tokio::test]
 async fn a_stream_that_falls_behind_too_often_is_dropped_with_a_reason() {
-    let (app, mut sse, fell) = fall_behind(0).await;
+    let (app, mut sse, fell) = fall_behind(0, "").await;
     assert_eq!(fell, Err("too-slow".to_owned()));
     // read_to_head stopped at the goodbye; the stream ends after it.
     assert!(sse.next().await.is_none());
@@ -591,8 +591,20 @@ async fn an_ids_stream_moves_its_resume_point_past_changes_it_left_out() {
     let head = app.presence(&me, "").await.cursor();
     assert_ne!(head, first);
     // No event about bob; a heartbeat carries the id past his change.
+    heartbeat_moves_id_to(&mut sse, &head).await;
+    let resumed = app
+        .stream_request(&me, "ids=ann")
+        .header("Last-Event-ID", &head);
+    let (_, body) = Sse::open(resumed).await.answer().await;
+    assert_eq!(body["full"], false);
+    assert_eq!(body["users"], json!([]));
+}
+
+/// Reads `sse` until a heartbeat has moved its resume point to `head`,
+/// failing on any event with data (the filter should have left it out).
+async fn heartbeat_moves_id_to(sse: &mut Sse, head: &str) {
     let deadline = Instant::now() + DEADLINE;
-    while sse.last_id.as_deref() != Some(head.as_str()) {
+    while sse.last_id.as_deref() != Some(head) {
         assert!(
             Instant::now() < deadline,
             "no heartbeat moved the id to {head}"
@@ -602,10 +614,107 @@ async fn an_ids_stream_moves_its_resume_point_past_changes_it_left_out() {
             panic!("an event the filter should have left out: {event:?}");
         }
     }
-    let resumed = app
-        .stream_request(&me, "ids=ann")
-        .header("Last-Event-ID", &head);
-    let (_, body) = Sse::open(resumed).await.answer().await;
+}
+
+async fn followed_users(app: &TestApp) -> Option<f64> {
+    sample(&app.metrics().await, "presenced_stream_followed_users")
+}
+
+#[tokio::test]
+async fn many_ids_streams_on_one_user_all_get_its_change_and_the_others_only_a_heartbeat() {
+    let app = spawn_app_with(|s| {
+        s.stream.heartbeat = Duration::from_secs(1);
+        s.stream.max_streams_per_user = 100;
+    })
+    .await;
+    let me = app.login("me").await;
+    for user in ["ann", "bob", "cat"] {
+        online(&app, user, "online").await;
+    }
+    let mut on_ann = Vec::new();
+    for _ in 0..20 {
+        let mut sse = app.stream(&me, "ids=ann").await;
+        sse.answer().await;
+        on_ann.push(sse);
+    }
+    // Follows users of whom nobody changes, one of them unknown.
+    let mut elsewhere = app.stream(&me, "ids=bob,nobody").await;
+    elsewhere.answer().await;
+    assert_eq!(followed_users(&app).await, Some(3.0));
+
+    // cat, then ann: the batch with ann ends at the head, whether or not cat
+    // is in it; each ann stream gets ann alone, at that cursor, and the
+    // stream of bob nothing but a moved resume point.
+    app.set_status("cat", "away").await;
+    app.set_status("ann", "busy").await;
+    let head = app.presence(&me, "").await.cursor();
+    for sse in &mut on_ann {
+        let (id, change) = sse.answer().await;
+        assert_eq!(id, head);
+        assert_eq!(users_of(&change), ["ann"]);
+        assert_eq!(change["users"][0]["status"], "busy");
+    }
+    heartbeat_moves_id_to(&mut elsewhere, &head).await;
+
+    // A stream following two changed users gets them in one event.
+    let mut both = app.stream(&me, "ids=ann,cat").await;
+    both.answer().await;
+    app.set_status("ann", "online").await;
+    app.set_status("cat", "online").await;
+    let head = app.presence(&me, "").await.cursor();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (id, change) = both.answer().await;
+        seen.extend(users_of(&change));
+        if id == head {
+            break;
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["ann", "cat"], "each change once");
+}
+
+#[tokio::test]
+async fn closed_ids_streams_leave_the_interest_index_empty() {
+    // A closed client is noticed when its stream next writes.
+    let app = spawn_app_with(|s| s.stream.heartbeat = Duration::from_secs(1)).await;
+    let me = app.login("me").await;
+    online(&app, "ann", "online").await;
+    let mut streams = Vec::new();
+    for query in ["ids=ann", "ids=ann,bob", "ids=cat", ""] {
+        let mut sse = app.stream(&me, query).await;
+        sse.answer().await;
+        streams.push(sse);
+    }
+    assert_eq!(followed_users(&app).await, Some(3.0));
+    let everyone = streams.pop();
+    streams.truncate(1);
+    wait_until("the closed streams' users leave the index", || async {
+        followed_users(&app).await == Some(1.0)
+    })
+    .await;
+    drop(streams);
+    wait_until("the last ids stream leaves the index", || async {
+        followed_users(&app).await == Some(0.0)
+    })
+    .await;
+    // The stream of everyone still gets every change.
+    let mut everyone = everyone.expect("four streams opened");
+    app.set_status("ann", "busy").await;
+    let (_, change) = everyone.answer().await;
+    assert_eq!(users_of(&change), ["ann"]);
+}
+
+#[tokio::test]
+async fn an_ids_stream_that_falls_behind_its_mailbox_gets_the_full_answer_and_goes_on() {
+    let ids: Vec<String> = (0..200).map(|n| format!("u{n}")).collect();
+    let query = format!("ids={}", ids.join(","));
+    let (app, mut sse, fell) = fall_behind(1000, &query).await;
+    assert_eq!(fell, Ok(()));
+    let lagged = sample(&app.metrics().await, "presenced_stream_lagged_total");
+    assert!(lagged.unwrap_or(0.0) >= 1.0, "{lagged:?}");
+    app.set_status("u7", "busy").await;
+    let (_, body) = sse.answer().await;
     assert_eq!(body["full"], false);
-    assert_eq!(body["users"], json!([]));
+    assert_eq!(users_of(&body), ["u7"]);
 }
