@@ -69,6 +69,7 @@ impl Answer {
 
     /// The users among `ids` not offline, written by the store; `full` says
     /// whether this is the full state of those users.
+    #[inline]
     pub fn online_among(store: &Store, ids: &IdList<'_>, full: bool) -> Answer {
         let mut body = begun(ids.len());
         let cursor = store.write_online_among(ids.iter(), &mut body);
