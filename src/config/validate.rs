@@ -151,6 +151,26 @@ impl Sources<'_> {
         ))
     }
 
+    /// Returns `value` seconds if it lies in `range`.
+    fn secs(
+        &self,
+        key: &str,
+        value: i64,
+        range: RangeInclusive<i64>,
+    ) -> Result<Duration, ConfigError> {
+        self.int(key, value, range).map(Duration::from_secs)
+    }
+
+    /// Returns `value` milliseconds if it lies in `range`.
+    fn millis(
+        &self,
+        key: &str,
+        value: i64,
+        range: RangeInclusive<i64>,
+    ) -> Result<Duration, ConfigError> {
+        self.int(key, value, range).map(Duration::from_millis)
+    }
+
     /// Returns `value` converted to `T` if it lies in `range`.
     fn int<T: TryFrom<i64>>(
         &self,
@@ -184,7 +204,6 @@ impl RawSettings {
             upstream,
             stream,
         } = self;
-        let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut s = Settings::default();
 
         if let Some(v) = server.bind {
@@ -200,7 +219,7 @@ impl RawSettings {
             s.server.max_body_bytes = from.int("server.max_body_bytes", v, 1024..=268_435_456)?;
         }
         if let Some(v) = server.shutdown_grace_secs {
-            s.server.shutdown_grace = secs("server.shutdown_grace_secs", v, 0..=3600)?;
+            s.server.shutdown_grace = from.secs("server.shutdown_grace_secs", v, 0..=3600)?;
         }
         // Both stay below what actix-http's parser takes (a 64 KiB URI, a 128 KiB head), so a
         // request over them gets our JSON answer rather than the parser's bare one.
@@ -215,14 +234,14 @@ impl RawSettings {
             s.presence.broadcast_disabled = v;
         }
         if let Some(v) = presence.delta_window_secs {
-            s.presence.delta_window = secs("presence.delta_window_secs", v, 1..=86_400)?;
+            s.presence.delta_window = from.secs("presence.delta_window_secs", v, 1..=86_400)?;
         }
         if let Some(v) = presence.changelog_capacity {
             s.presence.changelog_capacity =
                 from.int("presence.changelog_capacity", v, 1..=100_000_000)?;
         }
         if let Some(v) = presence.connection_ttl_secs {
-            s.presence.connection_ttl = secs("presence.connection_ttl_secs", v, 1..=86_400)?;
+            s.presence.connection_ttl = from.secs("presence.connection_ttl_secs", v, 1..=86_400)?;
         }
         if let Some(v) = presence.allow_invisible {
             s.presence.allow_invisible = v;
@@ -246,7 +265,7 @@ impl RawSettings {
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
         if let Some(v) = persistence.interval_secs {
-            s.persistence.interval = secs("persistence.interval_secs", v, 1..=86_400)?;
+            s.persistence.interval = from.secs("persistence.interval_secs", v, 1..=86_400)?;
         }
 
         if let Some(v) = cors.allowed_origins {
@@ -307,20 +326,19 @@ impl RawSettings {
                 from.int("stream.max_streams_per_user", v, 1..=10_000)?;
         }
         if let Some(v) = stream.heartbeat_secs {
-            s.stream.heartbeat = secs("stream.heartbeat_secs", v, 1..=3600)?;
+            s.stream.heartbeat = from.secs("stream.heartbeat_secs", v, 1..=3600)?;
         }
         if let Some(v) = stream.buffer_batches {
             s.stream.buffer_batches = from.int("stream.buffer_batches", v, 1..=1_000_000)?;
         }
         if let Some(v) = stream.batch_interval_ms {
-            s.stream.batch_interval =
-                Duration::from_millis(from.int("stream.batch_interval_ms", v, 0..=10_000)?);
+            s.stream.batch_interval = from.millis("stream.batch_interval_ms", v, 0..=10_000)?;
         }
         if let Some(v) = stream.max_lags_per_minute {
             s.stream.max_lags_per_minute = from.int("stream.max_lags_per_minute", v, 0..=1000)?;
         }
         if let Some(v) = stream.max_lifetime_secs {
-            s.stream.max_lifetime = secs("stream.max_lifetime_secs", v, 0..=86_400)?;
+            s.stream.max_lifetime = from.secs("stream.max_lifetime_secs", v, 0..=86_400)?;
         }
 
         s.upstream = upstream.validate(from, s.upstream)?;
@@ -335,7 +353,6 @@ impl RawUpstream {
         from: &Sources,
         defaults: UpstreamSettings,
     ) -> Result<UpstreamSettings, ConfigError> {
-        let secs = |key, value, range| from.int(key, value, range).map(Duration::from_secs);
         let mut u = defaults;
         if let Some(v) = self.url.filter(|u| !u.is_empty()) {
             u.url = Some(upstream_url(from, v)?);
@@ -343,27 +360,26 @@ impl RawUpstream {
         u.user_id = self.user_id.filter(|v| !v.is_empty());
         u.token = self.token.filter(|v| !v.is_empty());
         if let Some(v) = self.auth_positive_ttl_secs {
-            u.auth_positive_ttl = secs("upstream.auth_positive_ttl_secs", v, 1..=86_400)?;
+            u.auth_positive_ttl = from.secs("upstream.auth_positive_ttl_secs", v, 1..=86_400)?;
         }
         // 0 remembers no refusal, though a burst of one unknown token still makes one call.
         if let Some(v) = self.auth_negative_ttl_secs {
-            u.auth_negative_ttl = secs("upstream.auth_negative_ttl_secs", v, 0..=3600)?;
+            u.auth_negative_ttl = from.secs("upstream.auth_negative_ttl_secs", v, 0..=3600)?;
         }
         if let Some(v) = self.auth_cache_size {
             u.auth_cache_size = from.int("upstream.auth_cache_size", v, 1..=10_000_000)?;
         }
         if let Some(v) = self.reconnect_min_ms {
-            u.reconnect_min =
-                Duration::from_millis(from.int("upstream.reconnect_min_ms", v, 10..=60_000)?);
+            u.reconnect_min = from.millis("upstream.reconnect_min_ms", v, 10..=60_000)?;
         }
         if let Some(v) = self.reconnect_max_secs {
-            u.reconnect_max = secs("upstream.reconnect_max_secs", v, 1..=3600)?;
+            u.reconnect_max = from.secs("upstream.reconnect_max_secs", v, 1..=3600)?;
         }
         if let Some(v) = self.request_timeout_secs {
-            u.request_timeout = secs("upstream.request_timeout_secs", v, 1..=300)?;
+            u.request_timeout = from.secs("upstream.request_timeout_secs", v, 1..=300)?;
         }
         if let Some(v) = self.heartbeat_secs {
-            u.heartbeat = secs("upstream.heartbeat_secs", v, 1..=3600)?;
+            u.heartbeat = from.secs("upstream.heartbeat_secs", v, 1..=3600)?;
         }
         Ok(u)
     }
