@@ -160,10 +160,10 @@ fn snapshots_and_ids(c: &mut Criterion) {
     let ids: Vec<String> = (0..100).map(|i| id(i * 997).to_string()).collect();
     group.bench_function("map lookups", |b| {
         b.iter(|| {
-            let ids = IdList::from(
+            let ids = IdList::Parsed(
                 ids.iter()
-                    .map(|id| Cow::Borrowed(id.as_str()))
-                    .collect::<Vec<_>>(),
+                    .map(|id| (Cow::Borrowed(id.as_str()), store.hash_id(id)))
+                    .collect(),
             );
             black_box(Answer::online_among(&store, &ids, false).render())
         })

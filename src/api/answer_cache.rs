@@ -5,7 +5,12 @@
 //!   entry is rebuilt by one request while the others wait for it (single flight).
 //! - [`RecentAnswers`]: the latest deltas and id lists, by plan. Clients that
 //!   polled after the same change hold the same cursor, so their next `since`
-//!   polls are the same question: one render serves them all.
+//!   polls are the same question: one render serves them all. An answer is
+//!   found by its key alone (a 64-bit hash of the plan and the log position),
+//!   as a `304` is given on its `ETag`, which is the same key: keeping a copy
+//!   of the question to compare would cost more than the answer's filing
+//!   (a hundred ids packed per kept `ids` answer) and buy nothing the tag
+//!   does not already rely on.
 
 use super::plan::{Answer, Plan};
 use super::recent_changes::RecentChanges;
@@ -114,7 +119,8 @@ const MAX_KEPT_BYTES: usize = 256 * 1024;
 /// The answer a plan got at a cursor.
 #[derive(Debug)]
 pub struct Recent {
-    plan: Plan<'static>,
+    /// `plan.key(rendered.cursor)`.
+    key: u64,
     pub rendered: Rendered,
 }
 
@@ -161,13 +167,14 @@ impl RecentAnswers {
         self.hits.inc();
     }
 
-    /// Returns the answer `plan` got at `head` (`key` is `plan.key(head)`), if held.
-    pub fn get(&self, plan: &Plan<'_>, key: u64, head: Cursor) -> Option<Arc<Recent>> {
+    /// Returns the answer of the plan whose key at `head` is `key`
+    /// ([`Plan::key`]), if held.
+    pub fn get(&self, key: u64, head: Cursor) -> Option<Arc<Recent>> {
         let held = self
             .slot(key)
             .lock()
             .as_ref()
-            .filter(|recent| recent.rendered.cursor == head && recent.plan == *plan)
+            .filter(|recent| recent.key == key && recent.rendered.cursor == head)
             .cloned();
         if held.is_some() {
             self.hits.inc();
@@ -175,22 +182,19 @@ impl RecentAnswers {
         held
     }
 
-    /// Keeps `rendered` as the answer of `plan` at its cursor (`key` is
-    /// `plan.key(rendered.cursor)`) if the same question was asked at that
-    /// position before, and it is not too large to keep; else gives it back.
+    /// Keeps `rendered` as the answer of the plan whose key at its cursor is
+    /// `key` ([`Plan::key`]) if the same question was asked at that position
+    /// before, and it is not too large to keep; else gives it back.
     /// A question asked once (a fleet's own `ids` list) is not kept: keeping it
     /// would cost copying the question and evicting an answer others may ask
     /// again. The table must stay small whatever is asked of it.
-    pub fn put(&self, plan: &Plan<'_>, key: u64, rendered: Rendered) -> Filed {
+    pub fn put(&self, key: u64, rendered: Rendered) -> Filed {
         // Other bits of the key than the slot's, so that the two tables' clashes differ.
         let asked = &self.asked[(key >> 32) as usize % ASKED_SLOTS];
         if asked.swap(key, Ordering::Relaxed) != key || rendered.body.len() > MAX_KEPT_BYTES {
             return Filed::Passed(rendered);
         }
-        let recent = Arc::new(Recent {
-            plan: plan.to_owned_plan(),
-            rendered,
-        });
+        let recent = Arc::new(Recent { key, rendered });
         // Filed under the cursor it was rendered at, which the next poll asks
         // for. The answer it evicts is freed after the lock is let go.
         let evicted = self.slot(key).lock().replace(Arc::clone(&recent));

@@ -1,23 +1,29 @@
 //! The ids a `users.presence` question names: borrowed from the request while it
-//! is answered, packed into one string when kept beside a cached answer.
+//! is answered, packed into one string when kept beyond it (by a change stream
+//! filtered by `ids`, for as long as it is open).
 //!
-//! A hundred ids kept as a hundred `String`s cost a hundred allocations to keep
-//! and a hundred frees when the answer is evicted, for every question not seen
-//! before: most of what filing an `ids` answer cost (counted with
-//! benches/instructions.sh). Both forms hash and compare as the same sequence of
-//! ids, so a kept question matches the request that asks it again.
+//! A hundred ids kept as a hundred `String`s would cost a hundred allocations
+//! to keep and a hundred frees to drop. Both forms hash and compare as the same
+//! sequence of ids.
 
+use crate::store::IdHash;
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-/// A list of ids, distinct and in the order asked.
+/// A list of ids, distinct and in the order asked, each with its
+/// [`IdHash`]: worked out once when the request is parsed, then used to drop
+/// repeats, to key the answer (a list hashes as its ids' hashes) and to find
+/// the users.
 #[derive(Clone)]
 pub enum IdList<'a> {
     /// As parsed: each id borrowed from the request where it needed no decoding.
-    Parsed(Vec<Cow<'a, str>>),
+    Parsed(Vec<(Cow<'a, str>, IdHash)>),
     /// Kept: the ids end to end in one string, and where each one ends.
-    Packed { text: Box<str>, ends: Box<[usize]> },
+    Packed {
+        text: Box<str>,
+        ends: Box<[(usize, IdHash)]>,
+    },
 }
 
 impl<'a> IdList<'a> {
@@ -35,7 +41,12 @@ impl<'a> IdList<'a> {
     }
 
     /// Returns the ids in order.
-    pub fn iter(&self) -> Ids<'_> {
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.hashed().map(|(id, _)| id)
+    }
+
+    /// Returns the ids in order, each with its hash.
+    pub fn hashed(&self) -> Ids<'_> {
         match self {
             IdList::Parsed(ids) => Ids::Parsed(ids.iter()),
             IdList::Packed { text, ends } => Ids::Packed {
@@ -50,10 +61,10 @@ impl<'a> IdList<'a> {
     pub fn packed(&self) -> IdList<'static> {
         let mut text = String::with_capacity(self.iter().map(str::len).sum());
         let ends = self
-            .iter()
-            .map(|id| {
+            .hashed()
+            .map(|(id, hash)| {
                 text.push_str(id);
-                text.len()
+                (text.len(), hash)
             })
             .collect();
         IdList::Packed {
@@ -63,34 +74,29 @@ impl<'a> IdList<'a> {
     }
 }
 
-impl<'a> From<Vec<Cow<'a, str>>> for IdList<'a> {
-    fn from(ids: Vec<Cow<'a, str>>) -> IdList<'a> {
-        IdList::Parsed(ids)
-    }
-}
-
-/// The ids of an [`IdList`], in order.
+/// The ids of an [`IdList`], in order, each with its hash.
 pub enum Ids<'l> {
-    Parsed(std::slice::Iter<'l, Cow<'l, str>>),
+    Parsed(std::slice::Iter<'l, (Cow<'l, str>, IdHash)>),
     Packed {
         text: &'l str,
-        ends: std::slice::Iter<'l, usize>,
+        ends: std::slice::Iter<'l, (usize, IdHash)>,
         start: usize,
     },
 }
 
 impl<'l> Iterator for Ids<'l> {
-    type Item = &'l str;
+    type Item = (&'l str, IdHash);
 
-    fn next(&mut self) -> Option<&'l str> {
+    #[inline]
+    fn next(&mut self) -> Option<(&'l str, IdHash)> {
         match self {
-            Ids::Parsed(ids) => ids.next().map(AsRef::as_ref),
+            Ids::Parsed(ids) => ids.next().map(|(id, hash)| (&**id, *hash)),
             Ids::Packed { text, ends, start } => {
-                let end = *ends.next()?;
+                let &(end, hash) = ends.next()?;
                 // The ends were taken after whole ids were pushed: always boundaries.
                 let id = text.get(*start..end).unwrap_or_default();
                 *start = end;
-                Some(id)
+                Some((id, hash))
             }
         }
     }
@@ -98,33 +104,24 @@ impl<'l> Iterator for Ids<'l> {
 
 impl Hash for IdList<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Each id hashed as a `str` either way, so both forms hash alike.
+        // The ids' hashes stand for the ids: hashing a word per id rather than
+        // its bytes, and both forms hash alike.
         state.write_usize(self.len());
-        match self {
-            IdList::Parsed(ids) => ids.iter().for_each(|id| str::hash(id, state)),
-            IdList::Packed { .. } => self.iter().for_each(|id| id.hash(state)),
-        }
+        self.hashed().for_each(|(_, hash)| hash.hash(state));
     }
 }
 
 impl PartialEq for IdList<'_> {
     fn eq(&self, other: &Self) -> bool {
-        // A cache lookup compares a kept list with a request's: that case without
-        // the general iterator, whose every step matches on the form.
-        match (self, other) {
-            (IdList::Parsed(one), IdList::Parsed(other)) => one == other,
-            (IdList::Packed { text, ends }, IdList::Parsed(ids))
-            | (IdList::Parsed(ids), IdList::Packed { text, ends }) => {
-                let mut start = 0;
-                ends.len() == ids.len()
-                    && ends.iter().zip(ids).all(|(&end, id)| {
-                        let same = text.as_bytes().get(start..end) == Some(id.as_bytes());
-                        start = end;
-                        same
-                    })
-            }
-            (one, other) => one.len() == other.len() && one.iter().eq(other.iter()),
-        }
+        // Hashes first: lists that differ almost always differ there, and a
+        // word compares faster than an id.
+        self.len() == other.len()
+            && self
+                .hashed()
+                .zip(other.hashed())
+                .all(|((one, one_hash), (other, other_hash))| {
+                    one_hash == other_hash && one == other
+                })
     }
 }
 
@@ -139,15 +136,25 @@ impl fmt::Debug for IdList<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Store, StoreOptions};
     use std::hash::BuildHasher;
 
-    fn parsed<'a>(ids: &[&'a str]) -> IdList<'a> {
-        IdList::from(ids.iter().map(|id| Cow::Borrowed(*id)).collect::<Vec<_>>())
+    fn store() -> Store {
+        Store::new(&StoreOptions::default())
+    }
+
+    fn parsed<'a>(store: &Store, ids: &[&'a str]) -> IdList<'a> {
+        IdList::Parsed(
+            ids.iter()
+                .map(|id| (Cow::Borrowed(*id), store.hash_id(id)))
+                .collect(),
+        )
     }
 
     #[test]
     fn packed_ids_are_the_same_list_and_hash_the_same() {
         let hasher = foldhash::fast::FixedState::with_seed(7);
+        let store = store();
         for ids in [
             &[][..],
             &["a"],
@@ -155,7 +162,7 @@ mod tests {
             &["ab", "c"],
             &["a", "bc"],
         ] {
-            let list = parsed(ids);
+            let list = parsed(&store, ids);
             let packed = list.packed();
             assert!(matches!(packed, IdList::Packed { .. }));
             assert_eq!(packed.iter().collect::<Vec<_>>(), ids);
@@ -167,7 +174,8 @@ mod tests {
 
     #[test]
     fn lists_with_the_same_letters_split_differently_differ() {
-        let (one, other) = (parsed(&["ab", "c"]), parsed(&["a", "bc"]));
+        let store = store();
+        let (one, other) = (parsed(&store, &["ab", "c"]), parsed(&store, &["a", "bc"]));
         assert_ne!(one.packed(), other.packed());
         assert_ne!(one.packed(), other);
         let hasher = foldhash::fast::FixedState::with_seed(7);

@@ -72,7 +72,7 @@ impl Answer {
     #[inline]
     pub fn online_among(store: &Store, ids: &IdList<'_>, full: bool) -> Answer {
         let mut body = begun(ids.len());
-        let cursor = store.write_online_among(ids.iter(), &mut body);
+        let cursor = store.write_online_among(ids.hashed(), &mut body);
         Answer::written(body, full, cursor)
     }
 
@@ -135,25 +135,26 @@ impl<'a> Plan<'a> {
         if state.store.broadcast_disabled() {
             return Ok(Plan::Disabled);
         }
-        Ok(match params.branch(state.max_ids)? {
-            Branch::Since { cursor, ids } => Plan::Since {
-                cursor,
-                ids: ids.map(IdList::from),
-            },
-            Branch::Ids(ids) => Plan::Ids(IdList::from(ids)),
-            Branch::From(from_ms) => {
-                let window_ms = i64::try_from(state.delta_window.as_millis()).unwrap_or(i64::MAX);
-                if now_ms().saturating_sub(from_ms) < window_ms {
-                    Plan::From {
-                        from_ms,
-                        caller: caller.clone(),
+        let store = &state.store;
+        Ok(
+            match params.branch(state.max_ids, |id| store.hash_id(id))? {
+                Branch::Since { cursor, ids } => Plan::Since { cursor, ids },
+                Branch::Ids(ids) => Plan::Ids(ids),
+                Branch::From(from_ms) => {
+                    let window_ms =
+                        i64::try_from(state.delta_window.as_millis()).unwrap_or(i64::MAX);
+                    if now_ms().saturating_sub(from_ms) < window_ms {
+                        Plan::From {
+                            from_ms,
+                            caller: caller.clone(),
+                        }
+                    } else {
+                        Plan::Full
                     }
-                } else {
-                    Plan::Full
                 }
-            }
-            Branch::Full => Plan::Full,
-        })
+                Branch::Full => Plan::Full,
+            },
+        )
     }
 
     /// A hash of this plan at log position `cursor`: the answer's identity.
@@ -166,23 +167,6 @@ impl<'a> Plan<'a> {
     /// The entity tag of this plan's answer at log position `cursor`.
     pub fn etag(&self, cursor: Cursor) -> Tag {
         Tag::new(self.key(cursor))
-    }
-
-    /// The same plan, owning its strings, to be kept beyond the request.
-    pub fn to_owned_plan(&self) -> Plan<'static> {
-        match self {
-            Plan::Disabled => Plan::Disabled,
-            Plan::Full => Plan::Full,
-            Plan::Since { cursor, ids } => Plan::Since {
-                cursor: *cursor,
-                ids: ids.as_ref().map(IdList::packed),
-            },
-            Plan::Ids(ids) => Plan::Ids(ids.packed()),
-            Plan::From { from_ms, caller } => Plan::From {
-                from_ms: *from_ms,
-                caller: caller.clone(),
-            },
-        }
     }
 
     /// Builds the answer, or `None` when it is the full answer of everyone,

@@ -116,7 +116,7 @@ async fn respond(
             false,
         ));
     }
-    let recent = match state.recent.get(&plan, key, head) {
+    let recent = match state.recent.get(key, head) {
         Some(recent) => recent,
         None => match plan.answer(&state.store) {
             // Rendered once per change burst and reused: gzip's fast level.
@@ -129,7 +129,7 @@ async fn respond(
                     plan.key(answer.cursor)
                 };
                 let rendered = Rendered::new(answer, Tag::new(key), Compression::fast());
-                match state.recent.put(&plan, key, rendered) {
+                match state.recent.put(key, rendered) {
                     Filed::Kept(kept) => kept,
                     Filed::Passed(fresh) => {
                         return Ok(respond_with(req, fresh.etag.clone(), &fresh))

@@ -27,7 +27,6 @@ pub mod image;
 mod latest;
 mod op;
 mod read;
-mod rendered;
 mod replica;
 mod shard;
 mod user;
@@ -205,6 +204,26 @@ pub struct StoreStats {
 /// faster on short keys; SipHash was the largest single cost of an `ids` poll.
 type Hasher = foldhash::fast::RandomState;
 
+/// A user id's hash as the store's id table hashes it ([`Store::hash_id`]).
+/// An `ids` request works it out once per id and uses it three times: to drop
+/// repeated ids, to key the answer, and to find the user. Seeded per process,
+/// like the table, so it means nothing to another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdHash(u64);
+
+impl IdHash {
+    /// The hash's bits, for tables of ids other than the store's.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Any bits, for tests of those tables (collisions on purpose).
+    #[cfg(test)]
+    pub(crate) fn forged(bits: u64) -> IdHash {
+        IdHash(bits)
+    }
+}
+
 /// Index shards held together, locked in ascending order (the lock order).
 struct Locked<'a> {
     guards: Vec<(usize, MutexGuard<'a, KeyIndex>)>,
@@ -315,11 +334,20 @@ impl Shared {
         &self.users[shard_of(hash)]
     }
 
-    /// Reads the user `id`, if it exists.
-    fn with_user<T>(&self, id: &str, f: impl FnOnce(&UserRecord) -> T) -> Option<T> {
-        let hash = self.hash(id);
+    /// Reads the user `id` (whose hash is `hash`), if it exists.
+    fn with_hashed_user<T>(
+        &self,
+        id: &str,
+        hash: u64,
+        f: impl FnOnce(&UserRecord) -> T,
+    ) -> Option<T> {
         let shard = self.users_of(hash).read();
         shard.find(hash, id).and_then(|slot| shard.get(slot)).map(f)
+    }
+
+    /// Reads the user `id`, if it exists.
+    fn with_user<T>(&self, id: &str, f: impl FnOnce(&UserRecord) -> T) -> Option<T> {
+        self.with_hashed_user(id, self.hash(id), f)
     }
 
     /// Counts a user about to be created, or refuses if `max_users` are held.

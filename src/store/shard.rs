@@ -11,10 +11,8 @@
 //! either. DashMap cannot do this (its tables own their keys), which is what
 //! cost most of the memory per user before.
 
-use super::rendered::Rendered;
 use super::user::UserRecord;
 use hashbrown::HashTable;
-use parking_lot::Mutex;
 
 /// Shards of each kind; a power of two. Many more than cores, so writers to
 /// different users rarely meet.
@@ -76,9 +74,6 @@ pub(crate) struct UserShard {
     /// Bumped by every mutable access to a record: if it has not moved, no
     /// user of the shard changed (snapshots skip a write on this).
     version: u64,
-    /// Some users' JSON objects as last rendered. A Mutex: readers that hold
-    /// the shard's read lock fill it.
-    rendered: Mutex<Rendered>,
 }
 
 impl UserShard {
@@ -110,7 +105,7 @@ impl UserShard {
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut UserRecord> {
         self.version += 1;
         let record = self.records.get_mut(slot.index())?.as_mut()?;
-        record.version = record.version.wrapping_add(1);
+        record.forget_rendering();
         Some(record)
     }
 
@@ -166,22 +161,9 @@ impl UserShard {
         self.version += 1;
         self.records.iter_mut().filter_map(|record| {
             let record = record.as_mut()?;
-            record.version = record.version.wrapping_add(1);
+            record.forget_rendering();
             Some(record)
         })
-    }
-
-    /// Appends the JSON object of the user in `slot` (`record`) to `out`: the
-    /// one kept from its last render if still its own, else rendered and kept.
-    pub fn write_user(&self, slot: Slot, record: &UserRecord, out: &mut String) {
-        let mut kept = self.rendered.lock();
-        if let Some(json) = kept.get(slot.index(), record) {
-            out.push_str(json);
-            return;
-        }
-        let start = out.len();
-        record.render_into(out);
-        kept.put(slot.index(), record, out.get(start..).unwrap_or_default());
     }
 
     /// How many times a record of the shard was (possibly) changed: it only

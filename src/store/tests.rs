@@ -184,7 +184,8 @@ proptest! {
         prop_assert_eq!(cursor, online.cursor);
         let ids = ["u3", "nobody", "u0", "u4", "u1", "u2"];
         let mut written = String::new();
-        let cursor = store.write_online_among(ids, &mut written);
+        let hashed = ids.map(|id| (id, store.hash_id(id)));
+        let cursor = store.write_online_among(hashed, &mut written);
         let among = store.online_among(ids);
         prop_assert_eq!(&written, &joined(&among.users));
         prop_assert_eq!(cursor, among.cursor);

@@ -239,11 +239,12 @@ mod tests {
     }
 
     fn wanted(ids: &[&str]) -> Wanted {
-        let ids: Vec<_> = ids
+        let store = crate::store::Store::new(&crate::store::StoreOptions::default());
+        let ids = ids
             .iter()
-            .map(|&id| std::borrow::Cow::Borrowed(id))
+            .map(|&id| (std::borrow::Cow::Borrowed(id), store.hash_id(id)))
             .collect();
-        Arc::new(IdList::from(ids).packed())
+        Arc::new(IdList::Parsed(ids).packed())
     }
 
     fn reset(seq: u64) -> Arc<Batch> {

@@ -33,7 +33,7 @@ impl Question {
     /// Reads the query as `users.presence` reads it, with `Last-Event-ID` (a
     /// browser's reconnect) taking the place of `since`. `from` is refused:
     /// a stream resumes by cursor.
-    fn of(req: &HttpRequest, max_ids: usize) -> Result<Question, ApiError> {
+    fn of(req: &HttpRequest, state: &AppState) -> Result<Question, ApiError> {
         let mut params = PresenceParams::from_query(req.query_string());
         if params.from.is_some() {
             return Err(ApiError::invalid_params(
@@ -48,14 +48,15 @@ impl Question {
         if last_event.is_some() {
             params.since = None;
         }
-        let (since, ids) = match params.branch(max_ids)? {
+        let store = &state.store;
+        let (since, ids) = match params.branch(state.max_ids, |id| store.hash_id(id))? {
             Branch::Since { cursor, ids } => (Some(cursor), ids),
             Branch::Ids(ids) => (None, Some(ids)),
             Branch::Full | Branch::From(_) => (None, None),
         };
         Ok(Question {
             since: last_event.or(since),
-            ids: ids.map(|ids| IdList::from(ids).packed()),
+            ids: ids.map(|ids| ids.packed()),
         })
     }
 }
@@ -101,7 +102,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         return Err(ApiError::stream_disabled());
     }
     let caller = authenticate_with_cookies(&req, &state).await?;
-    let question = Question::of(&req, state.max_ids)?;
+    let question = Question::of(&req, &state)?;
     if hub.is_shut_down() {
         return Err(ApiError::unavailable(
             "the server is shutting down: reconnect later or to another replica",
