@@ -10,7 +10,6 @@ use crate::http::etag::Tag;
 use crate::http::{ApiError, AppState};
 use crate::store::{write_views, Cursor, Delta, Lagged, Snapshot, Store, UserView};
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
@@ -19,11 +18,13 @@ pub const USERS_OPEN: &str = r#"{"users":["#;
 
 /// Appends what follows an answer's users: `],"full":..,"cursor":"..","success":true}`.
 pub fn close_users(body: &mut String, full: bool, cursor: Cursor) {
-    // Writing to a String cannot fail.
-    let _ = write!(
-        body,
-        r#"],"full":{full},"cursor":"{cursor}","success":true}}"#
-    );
+    body.push_str(if full {
+        r#"],"full":true,"cursor":""#
+    } else {
+        r#"],"full":false,"cursor":""#
+    });
+    cursor.push_to(body);
+    body.push_str(r#"","success":true}"#);
 }
 
 /// An answer's body up to its users' end, whether they are the full state,

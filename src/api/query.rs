@@ -15,9 +15,15 @@ use std::borrow::Cow;
 /// ids does not allocate a hundred strings.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 pub struct PresenceParams<'a> {
-    /// Present (possibly empty) if any `ids` form was sent.
+    /// Present (possibly empty) if any `ids` form was sent: from a JSON body one
+    /// id each, from a query string each value as sent, commas and all (see
+    /// `ids_joined`), split when the branch is chosen, in the one pass over the
+    /// ids that also trims, hashes and drops repeats.
     #[serde(default)]
     pub ids: Option<Vec<Cow<'a, str>>>,
+    /// True if each of `ids` is a comma-separated list (a query string's).
+    #[serde(skip)]
+    pub ids_joined: bool,
     #[serde(default, borrow)]
     pub since: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -92,20 +98,6 @@ impl<'a> Iterator for AsciiSplit<'a> {
     }
 }
 
-/// Splits a comma-separated value, borrowing the pieces when the value is borrowed.
-fn split_commas<'a>(value: Cow<'a, str>, into: &mut Vec<Cow<'a, str>>) {
-    match value {
-        Cow::Borrowed(v) => {
-            // Sized once: a list of a hundred ids would otherwise grow it six times.
-            into.reserve(memchr::memchr_iter(b',', v.as_bytes()).count() + 1);
-            into.extend(AsciiSplit::new(v, b',').map(Cow::Borrowed));
-        }
-        Cow::Owned(v) => {
-            into.extend(AsciiSplit::new(&v, b',').map(|piece| Cow::Owned(piece.to_owned())))
-        }
-    }
-}
-
 /// Returns true if `text` may start or end with white space as `str::trim` sees
 /// it: a control character or space, or a non-ASCII character (some are white
 /// space). Ids almost never do, and this check is cheaper than trimming.
@@ -143,49 +135,55 @@ fn is_ids_key(key: &str) -> bool {
 /// Ids up to this many are told apart in a table on the stack.
 const ON_STACK: usize = 512;
 
-/// Keeps the first of each id in order, telling ids apart by their hashes: two
-/// ids are compared only when their hashes are equal. An open-addressing table
-/// of positions in the list, on the stack for a poll's usual hundred ids: a
-/// general hash table cost a fifth of a fleet's `ids` poll (counted with
+/// The distinct ids taken so far, in the order first taken, each with its hash,
+/// and a table that tells them apart. Ids are told apart by their hashes, and two
+/// are compared only when their hashes are equal, in an open-addressing table of
+/// positions in the list, on the stack for a poll's usual hundred ids: a general
+/// hash table cost a fifth of a fleet's `ids` poll (counted with
 /// benches/instructions.sh).
-fn first_of_each<'a>(
-    ids: impl Iterator<Item = (Cow<'a, str>, IdHash)>,
-    most: usize,
-) -> Vec<(Cow<'a, str>, IdHash)> {
-    let mut distinct: Vec<(Cow<'a, str>, IdHash)> = Vec::with_capacity(most);
-    // At most half full, so a probe ends soon at an empty place.
-    let size = most.saturating_mul(2).next_power_of_two().max(16);
-    let mut on_stack = [0u32; ON_STACK];
-    let mut on_heap = Vec::new();
-    let table: &mut [u32] = if size <= ON_STACK {
-        &mut on_stack[..size]
-    } else {
-        on_heap.resize(size, 0);
-        &mut on_heap
-    };
-    let mask = size - 1;
-    for (id, hash) in ids {
-        // The table's places hold a position in `distinct` plus one; 0 is empty.
+struct FirstOfEach<'a, 't> {
+    distinct: Vec<(Cow<'a, str>, IdHash)>,
+    /// Positions in `distinct` plus one; 0 is an empty place. At most half
+    /// full, so a probe ends soon at an empty place. Its length is a power of two.
+    table: &'t mut [u32],
+}
+
+impl<'a> FirstOfEach<'a, '_> {
+    /// How many places a table for `most` ids needs.
+    fn places(most: usize) -> usize {
+        most.saturating_mul(2).next_power_of_two().max(16)
+    }
+
+    /// Trims `id` and, unless it is empty or was taken before, takes it.
+    // Always inlined: each of its three callers is a loop over ids, and as a
+    // call it cost more than it does.
+    #[inline(always)]
+    fn take(&mut self, id: Cow<'a, str>, hash_id: &impl Fn(&str) -> IdHash) {
+        let id = trimmed(id);
+        if id.is_empty() {
+            return;
+        }
+        let hash = hash_id(&id);
+        let mask = self.table.len() - 1;
         let mut place = hash.get() as usize & mask;
         loop {
-            match table[place] {
+            match self.table[place] {
                 0 => {
-                    distinct.push((id, hash));
+                    self.distinct.push((id, hash));
                     // Fewer ids than places, and places are few: it fits in u32.
-                    table[place] = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
-                    break;
+                    self.table[place] = u32::try_from(self.distinct.len()).unwrap_or(u32::MAX);
+                    return;
                 }
                 taken => {
-                    let (seen, seen_hash) = &distinct[taken as usize - 1];
+                    let (seen, seen_hash) = &self.distinct[taken as usize - 1];
                     if *seen_hash == hash && *seen == id {
-                        break;
+                        return;
                     }
                     place = (place + 1) & mask;
                 }
             }
         }
     }
-    distinct
 }
 
 impl<'a> PresenceParams<'a> {
@@ -196,7 +194,8 @@ impl<'a> PresenceParams<'a> {
         let mut params = PresenceParams::default();
         for (key, value) in QueryPairs::new(query) {
             if is_ids_key(&key) {
-                split_commas(value, params.ids.get_or_insert_with(Vec::new));
+                params.ids.get_or_insert_with(Vec::new).push(value);
+                params.ids_joined = true;
             } else if key == "since" {
                 params.since.get_or_insert(value);
             } else if key == "from" {
@@ -207,25 +206,51 @@ impl<'a> PresenceParams<'a> {
     }
 
     /// The distinct non-empty ids, trimmed, in first-seen order, each with its
-    /// hash by `hash_id`; `None` if none were sent.
+    /// hash by `hash_id`; `None` if none were sent. With `joined`, each of
+    /// `ids` is split at its commas first.
     fn distinct_ids(
         ids: Option<Vec<Cow<'a, str>>>,
+        joined: bool,
         max_ids: usize,
         hash_id: impl Fn(&str) -> IdHash,
     ) -> Result<Option<IdList<'a>>, ApiError> {
-        let Some(ids) = ids else {
+        let Some(values) = ids else {
             return Ok(None);
         };
-        let most = ids.len();
-        let hashed = ids
-            .into_iter()
-            .map(trimmed)
-            .filter(|id| !id.is_empty())
-            .map(|id| {
-                let hash = hash_id(&id);
-                (id, hash)
-            });
-        let distinct = first_of_each(hashed, most);
+        let most = if joined {
+            let commas = |v: &Cow<'_, str>| memchr::memchr_iter(b',', v.as_bytes()).count();
+            values.iter().map(commas).sum::<usize>() + values.len()
+        } else {
+            values.len()
+        };
+        let places = FirstOfEach::places(most);
+        let mut on_stack = [0u32; ON_STACK];
+        let mut on_heap = Vec::new();
+        let mut distinct = FirstOfEach {
+            distinct: Vec::with_capacity(most),
+            table: if places <= ON_STACK {
+                &mut on_stack[..places]
+            } else {
+                on_heap.resize(places, 0);
+                &mut on_heap
+            },
+        };
+        for value in values {
+            match value {
+                Cow::Borrowed(v) if joined => {
+                    for id in AsciiSplit::new(v, b',') {
+                        distinct.take(Cow::Borrowed(id), &hash_id);
+                    }
+                }
+                Cow::Owned(v) if joined => {
+                    for id in AsciiSplit::new(&v, b',') {
+                        distinct.take(Cow::Owned(id.to_owned()), &hash_id);
+                    }
+                }
+                value => distinct.take(value, &hash_id),
+            }
+        }
+        let distinct = distinct.distinct;
         if distinct.len() > max_ids {
             return Err(ApiError::invalid_params(format!(
                 "ids: {} ids given, at most {max_ids} are allowed per request (presence.max_ids); split the list",
@@ -243,7 +268,7 @@ impl<'a> PresenceParams<'a> {
         max_ids: usize,
         hash_id: impl Fn(&str) -> IdHash,
     ) -> Result<Branch<'a>, ApiError> {
-        let ids = PresenceParams::distinct_ids(self.ids, max_ids, hash_id)?;
+        let ids = PresenceParams::distinct_ids(self.ids, self.ids_joined, max_ids, hash_id)?;
         if let Some(since) = &self.since {
             let cursor = since.parse::<Cursor>().map_err(|e| {
                 ApiError::invalid_params(format!("since: {:?} is {e}", excerpt(since)))
@@ -291,7 +316,7 @@ mod tests {
 
     fn distinct(query: &str, max_ids: usize) -> Result<Option<Vec<String>>, ApiError> {
         let query = PresenceParams::from_query(query);
-        let ids = PresenceParams::distinct_ids(query.ids, max_ids, hash_id())?;
+        let ids = PresenceParams::distinct_ids(query.ids, query.ids_joined, max_ids, hash_id())?;
         Ok(ids.map(|ids| ids.iter().map(str::to_owned).collect()))
     }
 
@@ -323,9 +348,11 @@ mod tests {
 
     #[test]
     fn ids_without_escapes_borrow_from_the_query_string() {
-        let ids = PresenceParams::from_query("ids=a,b&ids%5B%5D=c%2Cd")
-            .ids
-            .unwrap();
+        let branch = PresenceParams::from_query("ids=a,b&ids%5B%5D=c%2Cd").branch(9, hash_id());
+        let Ok(Branch::Ids(IdList::Parsed(ids))) = branch else {
+            panic!("{branch:?}");
+        };
+        let ids: Vec<_> = ids.into_iter().map(|(id, _)| id).collect();
         assert!(matches!(ids[..2], [Cow::Borrowed("a"), Cow::Borrowed("b")]));
         assert!(matches!(&ids[2..], [Cow::Owned(c), Cow::Owned(d)] if c == "c" && d == "d"));
     }
@@ -413,7 +440,16 @@ mod tests {
                 let bits = id.bytes().map(u64::from).sum::<u64>() % buckets;
                 (Cow::Borrowed(id.as_str()), IdHash::forged(bits))
             });
-            let got: Vec<&str> = first_of_each(hashed, raw.len())
+            let mut table = vec![0; FirstOfEach::places(raw.len())];
+            let mut distinct = FirstOfEach {
+                distinct: Vec::new(),
+                table: &mut table,
+            };
+            for (id, hash) in hashed {
+                distinct.take(id, &|_: &str| hash);
+            }
+            let got: Vec<&str> = distinct
+                .distinct
                 .into_iter()
                 .map(|(id, _)| match id {
                     Cow::Borrowed(id) => id,
