@@ -72,12 +72,18 @@ impl Store {
         let cursor = self.shared.log.cursor();
         let mut list = JsonList::new(out);
         for (id, IdHash(hash)) in ids {
-            self.shared.with_hashed_user(id, hash, |record| {
-                if is_online(record) {
-                    list.separate();
-                    record.write_kept(list.out);
-                }
-            });
+            let shard = self.shared.users_of(hash).read();
+            let render = |r: &UserRecord| {
+                is_online(r).then(|| {
+                    let mut json = String::new();
+                    r.render_into(&mut json);
+                    json.into_boxed_str()
+                })
+            };
+            if let Some(json) = shard.kept_json(hash, id, render) {
+                list.separate();
+                list.out.push_str(json);
+            }
         }
         cursor
     }

@@ -13,6 +13,7 @@
 
 use super::user::UserRecord;
 use hashbrown::HashTable;
+use std::sync::OnceLock;
 
 /// Shards of each kind; a power of two. Many more than cores, so writers to
 /// different users rarely meet.
@@ -74,6 +75,16 @@ pub(crate) struct UserShard {
     /// Bumped by every mutable access to a record: if it has not moved, no
     /// user of the shard changed (snapshots skip a write on this).
     version: u64,
+    /// By slot, beside `records`: the user's JSON object as last rendered for
+    /// an `ids` answer (`None` if the user was offline then, so in no such
+    /// answer), until the record is next changed: every mutable access empties
+    /// it. An `ids` answer names users no other client asks for the same way,
+    /// so it copies these rather than rendering each user. Kept beside the
+    /// records, not in them: finding a kept rendering then reads the id table,
+    /// this dense vector and the rendering, not the record and its strings,
+    /// two cache misses fewer a user at 100 000 users (BENCHMARKS.md). A
+    /// `OnceLock` because readers fill it under the shard's read lock.
+    kept: Vec<OnceLock<Option<Box<str>>>>,
 }
 
 impl UserShard {
@@ -92,9 +103,39 @@ impl UserShard {
                 records
                     .get(i as usize)
                     .and_then(Option::as_ref)
-                    .is_some_and(|r| same_key(r.id(), id))
+                    .is_some_and(|r| same_key(r.id().as_bytes(), id.as_bytes()))
             })
             .map(|&i| Slot::new(self.number, i))
+    }
+
+    /// The JSON object of the user `id` (whose hash is `hash`) as kept for
+    /// `ids` answers, rendered by `render` (`None` for a user in no such
+    /// answer) and kept if not kept since the record last changed; `None` if
+    /// there is no such user or `render` gave none.
+    pub fn kept_json(
+        &self,
+        hash: u64,
+        id: &str,
+        render: impl FnOnce(&UserRecord) -> Option<Box<str>>,
+    ) -> Option<&str> {
+        let (records, kept) = (&self.records, &self.kept);
+        let found = self.by_id.find(hash, |&i| {
+            let i = i as usize;
+            match kept.get(i).and_then(OnceLock::get) {
+                Some(Some(json)) => renders_id(json, id),
+                _ => records
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|r| same_key(r.id().as_bytes(), id.as_bytes())),
+            }
+        })?;
+        let index = *found as usize;
+        let kept = self.kept.get(index)?;
+        if let Some(json) = kept.get() {
+            return json.as_deref();
+        }
+        let record = self.records.get(index)?.as_ref()?;
+        kept.get_or_init(|| render(record)).as_deref()
     }
 
     pub fn get(&self, slot: Slot) -> Option<&UserRecord> {
@@ -105,7 +146,9 @@ impl UserShard {
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut UserRecord> {
         self.version += 1;
         let record = self.records.get_mut(slot.index())?.as_mut()?;
-        record.forget_rendering();
+        if let Some(kept) = self.kept.get_mut(slot.index()) {
+            kept.take();
+        }
         Some(record)
     }
 
@@ -125,6 +168,7 @@ impl UserShard {
     ) -> (Slot, &mut UserRecord) {
         let (index, generation) = self.free.pop().unwrap_or_else(|| {
             self.records.push(None);
+            self.kept.push(OnceLock::new());
             (u32::try_from(self.records.len() - 1).unwrap_or(u32::MAX), 0)
         });
         let records = &self.records;
@@ -143,6 +187,9 @@ impl UserShard {
     pub fn remove(&mut self, hash: u64, slot: Slot) -> Option<UserRecord> {
         let index = slot.index();
         let record = self.records.get_mut(index)?.take()?;
+        if let Some(kept) = self.kept.get_mut(index) {
+            kept.take();
+        }
         self.version += 1;
         if let Ok(entry) = self.by_id.find_entry(hash, |&i| i as usize == index) {
             entry.remove();
@@ -159,11 +206,10 @@ impl UserShard {
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserRecord> {
         self.version += 1;
-        self.records.iter_mut().filter_map(|record| {
-            let record = record.as_mut()?;
-            record.forget_rendering();
-            Some(record)
-        })
+        self.kept.iter_mut().for_each(|kept| {
+            kept.take();
+        });
+        self.records.iter_mut().filter_map(Option::as_mut)
     }
 
     /// How many times a record of the shard was (possibly) changed: it only
@@ -173,6 +219,18 @@ impl UserShard {
     }
 }
 
+/// Returns true if and only if `json`, a user's JSON object, is user `id`'s:
+/// it begins `{"_id":"<id>"` (an id needs no escaping: validated as
+/// `[A-Za-z0-9._-]`).
+#[inline]
+fn renders_id(json: &str, id: &str) -> bool {
+    const OPEN: usize = r#"{"_id":""#.len();
+    let json = json.as_bytes();
+    json.get(OPEN..OPEN + id.len())
+        .is_some_and(|rendered| same_key(rendered, id.as_bytes()))
+        && json.get(OPEN + id.len()) == Some(&b'"')
+}
+
 /// Returns true if and only if `a` and `b` are the same bytes. Keys are short
 /// (an id is at most 64 bytes, a Meteor id 17), and for them `==` costs a call
 /// to `memcmp` and its set-up, a sixth of what finding a user cost in an `ids`
@@ -180,8 +238,7 @@ impl UserShard {
 /// at a time, the last word overlapping the one before when the length is not
 /// a multiple of eight.
 #[inline]
-fn same_key(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+fn same_key(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -281,7 +338,11 @@ mod tests {
         ];
         for a in keys {
             for b in keys {
-                assert_eq!(super::same_key(a, b), a == b, "{a:?} {b:?}");
+                assert_eq!(
+                    super::same_key(a.as_bytes(), b.as_bytes()),
+                    a == b,
+                    "{a:?} {b:?}"
+                );
             }
         }
         let long: String = "x".repeat(64);
@@ -289,7 +350,10 @@ mod tests {
             let mut other = long.clone().into_bytes();
             other[at] = b'y';
             let other = String::from_utf8(other).unwrap_or_default();
-            assert!(!super::same_key(&long, &other), "differs at {at}");
+            assert!(
+                !super::same_key(long.as_bytes(), other.as_bytes()),
+                "differs at {at}"
+            );
         }
     }
 

@@ -15,7 +15,6 @@ use crate::domain::status::{connection_status, visible_status};
 use crate::domain::{ConnStatus, InstanceId, Profile, Status, StatusText, TokenHash, UserId};
 use compact_str::CompactString;
 use smallvec::SmallVec;
-use std::sync::OnceLock;
 
 /// Whether a transition changed the user's visible fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +106,6 @@ pub(crate) struct UserRecord {
     pub changed_seq: u64,
     /// Tells this user from an earlier one that held the same slot.
     pub generation: u32,
-    /// This user's JSON object as last rendered for an `ids` answer, which no
-    /// other client asks the same way: copied rather than rendered again. A
-    /// `OnceLock` because readers fill it under the shard's read lock; every
-    /// mutable access empties it (`UserShard::get_mut`), so it is never stale.
-    rendered: OnceLock<Box<str>>,
     /// `statusDefault`: what the user chose.
     chosen: Status,
     /// `status` by docs/api.md §1, including the manual-set exception; deactivation is
@@ -136,7 +130,6 @@ impl UserRecord {
             utc_offset: f64::NAN,
             changed_seq: 0,
             generation,
-            rendered: OnceLock::new(),
             chosen: Status::Online,
             status: Status::Offline,
             active: true,
@@ -207,27 +200,6 @@ impl UserRecord {
     /// Appends this user's JSON object to `out`, as [`UserRecord::render`] renders it.
     pub fn render_into(&self, out: &mut String) {
         write_json(out, self.id(), &self.visible());
-    }
-
-    /// Appends what [`UserRecord::render_into`] appends: the rendering kept
-    /// from the last call if the record has not been changed since, else
-    /// rendered now and kept.
-    pub fn write_kept(&self, out: &mut String) {
-        if let Some(json) = self.rendered.get() {
-            out.push_str(json);
-            return;
-        }
-        let start = out.len();
-        self.render_into(out);
-        // Another reader may have kept the same bytes meanwhile: either is right.
-        let _ = self
-            .rendered
-            .set(out.get(start..).unwrap_or_default().into());
-    }
-
-    /// Drops the kept rendering: called on every mutable access.
-    pub fn forget_rendering(&mut self) {
-        self.rendered.take();
     }
 
     /// The record as plain data; `wall_ms` turns a time on the store's clock
