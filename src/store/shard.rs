@@ -179,6 +179,9 @@ impl UserShard {
                 .map_or(0, |r| rehash(r.id()))
         });
         self.version += 1;
+        if let Some(kept) = self.kept.get_mut(index as usize) {
+            kept.take();
+        }
         let record = self.records[index as usize].insert(make(generation));
         (Slot::new(self.number, index), record)
     }

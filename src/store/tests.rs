@@ -182,13 +182,30 @@ proptest! {
         let online = store.online();
         prop_assert_eq!(&written, &joined(&online.users));
         prop_assert_eq!(cursor, online.cursor);
+    }
+
+    /// An `ids` answer copies users' kept renderings: after every kind of
+    /// write (deletion and creation in a reused slot, expiry, heartbeats), each
+    /// answer must still be what rendering every user afresh gives.
+    #[test]
+    fn ids_answers_from_kept_renderings_follow_every_write(steps in proptest::collection::vec(step(), 0..60)) {
+        let store = store(1_000);
+        let joined = |views: &[Arc<UserView>]| views.iter().map(|v| v.json()).collect::<Vec<_>>().join(",");
         let ids = ["u3", "nobody", "u0", "u4", "u1", "u2"];
-        let mut written = String::new();
-        let hashed = ids.map(|id| (id, store.hash_id(id)));
-        let cursor = store.write_online_among(hashed, &mut written);
-        let among = store.online_among(ids);
-        prop_assert_eq!(&written, &joined(&among.users));
-        prop_assert_eq!(cursor, among.cursor);
+        for step in std::iter::once(None).chain(steps.iter().map(Some)) {
+            if let Some(step) = step {
+                run(&store, step);
+            }
+            // Twice: the first may render and keep, the second copies.
+            for _ in 0..2 {
+                let mut written = String::new();
+                let hashed = ids.map(|id| (id, store.hash_id(id)));
+                let cursor = store.write_online_among(hashed, &mut written);
+                let among = store.online_among(ids);
+                prop_assert_eq!(&written, &joined(&among.users), "after {:?}", step);
+                prop_assert_eq!(cursor, among.cursor);
+            }
+        }
     }
 
     #[test]
