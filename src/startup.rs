@@ -10,6 +10,7 @@ use crate::http::cors::{self, CrossOrigin};
 use crate::http::head_limits::HeadLimits;
 use crate::http::observe::Observe;
 use crate::http::rate_limits::RateLimits;
+use crate::http::send_timeout;
 use crate::http::{not_found, AppState};
 use crate::metrics::Metrics;
 use crate::persistence::SnapshotFile;
@@ -310,6 +311,8 @@ impl Application {
         let signal = stop_signal().map_err(doing("installing the SIGTERM/SIGINT handlers"))?;
         let streams_on_signal = Arc::clone(&streams);
         let mut server = HttpServer::new(move || app(&state, &observe, &options))
+            // Before `listen`, which takes the callback for the listener it adds.
+            .on_connect(send_timeout::on_connect(settings.server.send_timeout))
             .listen(listener)
             .map_err(doing(format_args!("listening on {bind}")))?
             // Open streams end first: the drain waits for every open response.

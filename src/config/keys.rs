@@ -115,6 +115,7 @@ pub(super) const KEYS: &[Key] = &[
     key("server", "workers", Kind::Int),
     key("server", "max_body_bytes", Kind::Int),
     key("server", "shutdown_grace_secs", Kind::Int),
+    key("server", "send_timeout_secs", Kind::Int),
     key("server", "max_url_bytes", Kind::Int),
     key("server", "max_header_bytes", Kind::Int),
     key("presence", "broadcast_disabled", Kind::Bool),

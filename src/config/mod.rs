@@ -63,6 +63,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long in-flight requests may finish after SIGTERM (`server.shutdown_grace_secs`).
     pub shutdown_grace: Duration,
+    /// How long data sent to a client may stay unacknowledged before its
+    /// connection is closed; zero leaves the kernel's default
+    /// (`server.send_timeout_secs`). See `http::send_timeout`.
+    pub send_timeout: Duration,
     /// Longest accepted request target, path and query, in bytes (`server.max_url_bytes`).
     pub max_url_bytes: usize,
     /// Most bytes of request headers, names and values, in all (`server.max_header_bytes`).
@@ -298,6 +302,7 @@ impl Default for Settings {
                 workers: 0,
                 max_body_bytes: 1_048_576,
                 shutdown_grace: Duration::from_secs(30),
+                send_timeout: Duration::from_secs(60),
                 max_url_bytes: 32_768,
                 max_header_bytes: 32_768,
             },

@@ -36,6 +36,7 @@ struct RawServer {
     workers: Option<i64>,
     max_body_bytes: Option<i64>,
     shutdown_grace_secs: Option<i64>,
+    send_timeout_secs: Option<i64>,
     max_url_bytes: Option<i64>,
     max_header_bytes: Option<i64>,
 }
@@ -220,6 +221,9 @@ impl RawSettings {
         }
         if let Some(v) = server.shutdown_grace_secs {
             s.server.shutdown_grace = from.secs("server.shutdown_grace_secs", v, 0..=3600)?;
+        }
+        if let Some(v) = server.send_timeout_secs {
+            s.server.send_timeout = from.secs("server.send_timeout_secs", v, 0..=3600)?;
         }
         // Both stay below what actix-http's parser takes (a 64 KiB URI, a 128 KiB head), so a
         // request over them gets our JSON answer rather than the parser's bare one.

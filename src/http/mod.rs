@@ -11,6 +11,7 @@ pub mod etag;
 pub mod head_limits;
 pub mod observe;
 pub mod rate_limits;
+pub mod send_timeout;
 pub mod state;
 
 pub use error::ApiError;

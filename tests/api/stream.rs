@@ -718,3 +718,60 @@ async fn an_ids_stream_that_falls_behind_its_mailbox_gets_the_full_answer_and_go
     assert_eq!(body["full"], false);
     assert_eq!(users_of(&body), ["u7"]);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout_and_frees_its_place() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app_with(|s| {
+        s.server.send_timeout = Duration::from_secs(1);
+        s.stream.max_streams_per_user = 1;
+    })
+    .await;
+    let me = app.login("me").await;
+    // A raw client with a small receive buffer: it reads the head and the
+    // first answer, then reads nothing more, so its window shuts.
+    let address: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut client = socket.connect(address).await.unwrap();
+    let request = format!(
+        "GET {STREAM} HTTP/1.1\r\nHost: {address}\r\nX-User-Id: {}\r\nX-Auth-Token: {}\r\n\r\n",
+        me.id, me.token
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0; 1024];
+    let read = tokio::time::timeout(DEADLINE, client.read(&mut head)).await;
+    let n = read.expect("the stream's head in time").unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let open = |text: &str| sample(text, "presenced_streams_open");
+    assert_eq!(open(&app.metrics().await), Some(1.0));
+    // Changes pile up unread until the client's window shuts; the kernel then
+    // gives up on the client after the send timeout (no lag, no goodbye: the
+    // buffer holds all of it).
+    write_rounds(&app, 3, "unread").await;
+    let deadline = Instant::now() + DEADLINE;
+    while open(&app.metrics().await) != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the unread stream was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = app.metrics().await;
+    assert_eq!(
+        sample(&text, "presenced_stream_dropped_total"),
+        Some(0.0),
+        "{text}"
+    );
+    // Its place is free: the same user (one stream each) may open another.
+    let mut again = app.stream(&me, "").await;
+    again.answer().await;
+    // And the client finds its connection reset once it reads what it was sent.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, client.read_to_end(&mut rest)).await;
+    assert!(
+        read.expect("the reset in time").is_err(),
+        "a stalled connection is reset, not ended cleanly"
+    );
+}

@@ -15,6 +15,7 @@ pub(super) const SAMPLES: &[(&str, &str, &str)] = &[
     ("server.workers", "4", "4"),
     ("server.max_body_bytes", "2048", "2048"),
     ("server.shutdown_grace_secs", "0", "0"),
+    ("server.send_timeout_secs", "5", "5"),
     ("server.max_url_bytes", "1024", "1024"),
     ("server.max_header_bytes", "65536", "65536"),
     ("presence.broadcast_disabled", "yes", "true"),
@@ -106,6 +107,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.server.workers, 0);
     assert_eq!(s.server.max_body_bytes, 1_048_576);
     assert_eq!(s.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(s.server.send_timeout, Duration::from_secs(60));
     assert!(!s.presence.broadcast_disabled);
     assert_eq!(s.presence.delta_window, Duration::from_secs(600));
     assert_eq!(s.presence.changelog_capacity, 1_000_000);
@@ -190,6 +192,7 @@ fn every_key_is_settable_from_a_file() {
             workers: 4,
             max_body_bytes: 2048,
             shutdown_grace: Duration::ZERO,
+            send_timeout: Duration::from_secs(5),
             max_url_bytes: 1024,
             max_header_bytes: 65_536,
         },
