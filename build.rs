@@ -6,8 +6,8 @@
 //! - `presenced_without_node`: no `node` (the polling client's test).
 //! - `presenced_without_browser`: no `node`, `/usr/bin/chromium` or
 //!   `tests/browser/node_modules` (the roster page's test in headless Chromium).
-//! - `presenced_without_curl_jq`: no `curl` or `jq` (the check that the docs' shell
-//!   blocks run as pasted).
+//! - `presenced_without_curl_jq`: no `curl`, `jq` or `openssl` (the check that the
+//!   docs' shell blocks run as pasted; two of them make a token with `openssl rand`).
 //!
 //! `PRESENCED_REQUIRE_REDIS=1`, `PRESENCED_REQUIRE_BROWSER=1` and
 //! `PRESENCED_REQUIRE_SHELL=1` (as `.ci/run` sets them) leave the tests in, so a
@@ -33,6 +33,7 @@ fn main() {
         "PATH",
         "PRESENCED_REQUIRE_REDIS",
         "PRESENCED_REQUIRE_BROWSER",
+        "PRESENCED_REQUIRE_SHELL",
     ] {
         println!("cargo::rerun-if-env-changed={var}");
     }
@@ -53,7 +54,9 @@ fn main() {
         println!("cargo::rustc-cfg=presenced_without_redis");
     }
     if !required("PRESENCED_REQUIRE_SHELL")
-        && (on_path("curl").is_none() || on_path("jq").is_none())
+        && ["curl", "jq", "openssl"]
+            .iter()
+            .any(|tool| on_path(tool).is_none())
     {
         println!("cargo::rustc-cfg=presenced_without_curl_jq");
     }

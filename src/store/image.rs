@@ -15,7 +15,7 @@
 //! monotonic and per process, and come back as ages on the new store's clock;
 //! a connection older than the TTL comes back already due and expires at the
 //! first sweep. A restored store is a new epoch with an empty log: every
-//! earlier cursor gets a full answer (docs/api.md §2.3), and restoring logs nothing.
+//! earlier cursor gets a full answer (docs/api.md §2, promise 3), and restoring logs nothing.
 
 use super::{now_ms, Locked, Store, StoreError, StoreOptions, UserRecord, MAX_TOKENS_PER_USER};
 use crate::domain::status::visible_status;

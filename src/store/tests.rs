@@ -1,4 +1,4 @@
-//! Store-level checks of the delta invariant (docs/api.md §2.2) with every kind of
+//! Store-level checks of the delta invariant (docs/api.md §2, promise 2) with every kind of
 //! write, expiry included (which over HTTP would need real time), and with
 //! writer threads racing a reader.
 

@@ -18,24 +18,55 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Follows the chat server for as long as the task lives.
 pub async fn follow(up: Upstream) {
     let link = &up.shared.link;
-    let mut delay = link.reconnect_min;
+    let mut backoff = Backoff::new(link.reconnect_min, link.reconnect_max);
     let mut followed_before = false;
     loop {
-        let why = match session(&up, &mut delay, &mut followed_before).await {
+        let why = match session(&up, &mut backoff, &mut followed_before).await {
             Ok(never) => match never {},
             Err(why) => why,
         };
         up.set_problem(Some(format!(
             "upstream: not following the chat server: {why}"
         )));
-        let pause = jittered(delay);
+        let pause = backoff.next_pause();
         tracing::warn!(
             "upstream: not following {} ({why}); answers show the last known state; \
              retrying in {pause:?}",
             link.websocket
         );
         tokio::time::sleep(pause).await;
-        delay = (delay * 2).min(link.reconnect_max);
+    }
+}
+
+/// The pauses between attempts to reach the chat server: from `min`, doubled
+/// after each failed attempt up to `max`, back to `min` once a session follows.
+#[derive(Debug)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            delay: min,
+        }
+    }
+
+    /// The pause before the next attempt (the delay, jittered); the delay
+    /// after it doubles, within `max`.
+    fn next_pause(&mut self) -> Duration {
+        let pause = jittered(self.delay);
+        self.delay = (self.delay * 2).min(self.max);
+        pause
+    }
+
+    /// Called once a session follows: the next failure starts over at `min`.
+    fn reset(&mut self) {
+        self.delay = self.min;
     }
 }
 
@@ -56,7 +87,7 @@ async fn send(socket: &mut Socket, frame: Outgoing<'_>) -> Result<(), String> {
 /// One connection's worth of following; returns why it ended.
 async fn session(
     up: &Upstream,
-    delay: &mut Duration,
+    backoff: &mut Backoff,
     followed_before: &mut bool,
 ) -> Result<Infallible, String> {
     let shared = &*up.shared;
@@ -185,7 +216,7 @@ async fn session(
                     metrics.reconnects.inc();
                 }
                 *followed_before = true;
-                *delay = link.reconnect_min;
+                backoff.reset();
                 up.set_problem(None);
             }
             Incoming::Changed { collection, fields } => {
@@ -215,6 +246,40 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_cap_and_start_over_once_a_session_follows() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_millis(1000));
+        let mut backoff = Backoff::new(min, max);
+        // Each pause is its delay jittered into [delay / 2, delay].
+        let delays: Vec<Duration> = (0..7)
+            .map(|_| {
+                let delay = backoff.delay;
+                let pause = backoff.next_pause();
+                assert!(
+                    pause >= delay / 2 && pause <= delay,
+                    "{pause:?} for {delay:?}"
+                );
+                delay
+            })
+            .collect();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(
+            delays,
+            [
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1000),
+                ms(1000),
+                ms(1000)
+            ]
+        );
+        backoff.reset();
+        assert_eq!(backoff.delay, min);
+        assert!(backoff.next_pause() <= min);
+    }
 
     #[test]
     fn a_jittered_delay_lies_between_half_the_delay_and_the_delay() {

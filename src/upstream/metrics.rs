@@ -115,3 +115,51 @@ impl BadInput {
         self.counter.with_label_values(&[kind]).get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A log sink for one test: what the subscriber writes, kept.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Kept {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_kind_of_bad_input_is_logged_once_and_counted_every_time() {
+        let bad = BadInput {
+            counter: IntCounterVec::new(Opts::new("bad", "bad input"), &["kind"]).expect("valid"),
+            logged: Mutex::new(HashSet::new()),
+        };
+        let log = Kept::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..3 {
+                bad.skip("malformed-frame", &format!("frame {n}"));
+            }
+            bad.skip("unknown-status", &"status 7");
+        });
+        assert_eq!(bad.count("malformed-frame"), 3);
+        assert_eq!(bad.count("unknown-status"), 1);
+        let text = String::from_utf8(log.0.lock().clone()).expect("utf-8 log");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("(malformed-frame): frame 0"), "{text}");
+        assert!(lines[1].contains("(unknown-status): status 7"), "{text}");
+    }
+}

@@ -187,7 +187,10 @@ async fn run_script(name: &str, script: &str, dir: &Path) {
 }
 
 #[tokio::test]
-#[cfg_attr(presenced_without_curl_jq, ignore = "needs curl and jq on PATH")]
+#[cfg_attr(
+    presenced_without_curl_jq,
+    ignore = "needs curl, jq and openssl on PATH"
+)]
 async fn the_shell_blocks_of_the_readme_and_docs_run_as_pasted() {
     let files: Vec<PathBuf> = doc_files()
         .into_iter()
@@ -203,7 +206,7 @@ async fn the_shell_blocks_of_the_readme_and_docs_run_as_pasted() {
 #[tokio::test]
 #[cfg_attr(
     any(presenced_without_curl_jq, presenced_without_redis),
-    ignore = "needs curl, jq and redis-server on PATH"
+    ignore = "needs curl, jq, openssl and redis-server on PATH"
 )]
 async fn the_shell_blocks_of_the_cluster_docs_run_as_pasted() {
     let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cluster.md");

@@ -1,4 +1,4 @@
-//! The delta invariant (docs/api.md §2.2) over HTTP: a full snapshot plus the deltas
+//! The delta invariant (docs/api.md §2, promise 2) over HTTP: a full snapshot plus the deltas
 //! since its cursor (or since a time before it) equals the next full snapshot.
 //! Checked on random op sequences, and with concurrent writers while readers poll.
 

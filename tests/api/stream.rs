@@ -775,3 +775,21 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout_and_
         "a stalled connection is reset, not ended cleanly"
     );
 }
+
+#[tokio::test]
+async fn a_quiet_stream_of_everyone_gets_comment_heartbeats_that_leave_its_resume_point() {
+    let app = spawn_app_with(|s| s.stream.heartbeat = Duration::from_secs(1)).await;
+    let me = app.login("me").await;
+    let mut sse = app.stream(&me, "").await;
+    let (id, _) = sse.answer().await;
+    // Nothing changes: only heartbeats come, and they move no id.
+    let deadline = Instant::now() + DEADLINE;
+    while sse.heartbeats < 2 {
+        assert!(Instant::now() < deadline, "no heartbeat on a quiet stream");
+        let read = tokio::time::timeout(Duration::from_millis(200), sse.next()).await;
+        if let Ok(event) = read {
+            panic!("an event on a quiet stream: {event:?}");
+        }
+    }
+    assert_eq!(sse.last_id.as_deref(), Some(id.as_str()));
+}

@@ -353,10 +353,11 @@ async fn ddp(shared: Arc<Shared>, stream: TcpStream) {
                     shared.heartbeats.lock().expect("heartbeats").push(frame.clone());
                 }
                 let replies = match frame["msg"].as_str() {
-                    // `{"msg":"connected","session":".."}`
+                    // `{"msg":"connected","session":".."}`: the DDP specification
+                    // (meteor/meteor packages/ddp/DDP.md, "Establishing a DDP Connection").
                     Some("connect") => vec![json!({"msg": "connected", "session": "stand-in-session"})],
                     Some("ping") if shared.mute.load(Ordering::SeqCst) => vec![],
-                    // `{"msg":"pong","id"?:..}` echoes the ping's id.
+                    // `{"msg":"pong","id"?:..}` echoes the ping's id (DDP.md, "Heartbeats").
                     Some("ping") if id.is_null() => vec![json!({"msg": "pong"})],
                     Some("ping") => vec![json!({"msg": "pong", "id": id})],
                     Some("method") if frame["method"] == "login" => {
@@ -364,7 +365,11 @@ async fn ddp(shared: Arc<Shared>, stream: TcpStream) {
                         logged_in = resume == Some(SERVICE_TOKEN)
                             && !shared.service_login_refused.load(Ordering::SeqCst);
                         if logged_in {
-                            // The resume login's result, then `updated` (DDP).
+                            // The resume login's result, `{id, token, tokenExpires, type}`
+                            // as Meteor's accounts-base login handler returns it
+                            // (accounts_server.js `_loginUser`, `type: "resume"` for a resume
+                            // token), then `updated` for the method (DDP.md, "Remote
+                            // Procedure Calls": result, then updated).
                             vec![
                                 json!({"msg": "result", "id": id, "result": {
                                     "id": SERVICE_ID, "token": SERVICE_TOKEN,
@@ -372,7 +377,10 @@ async fn ddp(shared: Arc<Shared>, stream: TcpStream) {
                                 json!({"msg": "updated", "methods": [id]}),
                             ]
                         } else {
-                            // Meteor's answer to a dead resume token.
+                            // Meteor's answer to a dead resume token: accounts-base's
+                            // resume handler returns `Meteor.Error(403, "You've been logged
+                            // out by the server. Please log in again.")`, sent as a DDP
+                            // `result` with `error` (DDP.md; Meteor.Error's EJSON fields).
                             vec![json!({"msg": "result", "id": id, "error": {
                                 "isClientSafe": true, "error": 403,
                                 "reason": "You've been logged out by the server. Please log in again.",
@@ -505,6 +513,9 @@ async fn answer(
             if shared.presence_fails.load(Ordering::SeqCst) && path.ends_with("presence")
                 || shared.info_fails.load(Ordering::SeqCst) && path.ends_with("info") =>
         {
+            // The shape of Rocket.Chat's `API.v1.internalError()` (apps/meteor/app/api/
+            // server/api.ts): `{success: false, error}` with a 500; the bridge reads only
+            // the status.
             (
                 "500 Internal Server Error",
                 json!({"success": false, "error": "Internal server error"}),
@@ -534,12 +545,15 @@ async fn answer(
                     "200 OK",
                     json!({"user": user.rest_json(id), "success": true}),
                 ),
+                // users.ts `users.info`: an unknown user is `API.v1.failure` (400,
+                // `{success: false, error}`); the bridge reads only the status.
                 None => (
                     "400 Bad Request",
                     json!({"success": false, "error": "User not found."}),
                 ),
             }
         }
+        // Rocket.Chat's API answer to an unknown route (`API.v1.notFound()`, api.ts).
         _ => (
             "404 Not Found",
             json!({"success": false, "error": "Resource not found"}),
