@@ -18,8 +18,9 @@
 //! two user shards at once.
 //!
 //! This file holds the handle, its shared state and the lock-order helpers; the
-//! write paths are in `write.rs` (apply, log, publish), the read paths in
-//! `read.rs` (snapshot, deltas by time or cursor, ids, lookups).
+//! write paths are in `write.rs` (the writes, logging, publishing), with
+//! `op.rs` turning an ingest operation into them (`Store::apply`), the read
+//! paths in `read.rs` (snapshot, deltas by time or cursor, ids, lookups).
 
 pub mod changelog;
 pub(crate) mod expiry;

@@ -298,12 +298,6 @@ impl Store {
         self.shared.broadcast_disabled.load(Ordering::Relaxed)
     }
 
-    pub fn set_broadcast_disabled(&self, disabled: bool) {
-        self.shared
-            .broadcast_disabled
-            .store(disabled, Ordering::Relaxed);
-    }
-
     /// Returns counts for `/internal/v1/stats` and `/metrics`.
     pub fn stats(&self) -> StoreStats {
         StoreStats {

@@ -7,6 +7,14 @@
 use super::*;
 
 impl Store {
+    /// Turns broadcasting off or on (`presence.broadcast_disabled`, or the
+    /// internal settings route): a setting, not a change of any user, so not logged.
+    pub fn set_broadcast_disabled(&self, disabled: bool) {
+        self.shared
+            .broadcast_disabled
+            .store(disabled, Ordering::Relaxed);
+    }
+
     /// Logs the change a transition made, if it made one visible to others.
     /// Must be called with the user's shard still held.
     pub(super) fn publish(
