@@ -267,8 +267,12 @@ try {
   const seenOnRoster = await roster.evaluate(() => window.changes.find((c) => c.id === 'rocket.cat' && c.status === 'away'));
   assert.ok(seenOnRoster.at - t1 <= 2 * ROSTER_INTERVAL, `roster saw it after ${seenOnRoster.at - t1} ms`);
   console.log(`  roster saw it after ${seenOnRoster.at - t1} ms`);
-  const dot = roster.locator('tr[data-id="rocket.cat"] .dot');
-  assert.equal(await dot.evaluate((d) => getComputedStyle(d).backgroundColor), 'rgb(241, 196, 15)');
+  // Found and read in one step in the page: the roster replaces its rows on every
+  // change (the churn's, every second), and a dot found a moment before may be gone
+  // from the document, where its computed style is empty.
+  const dotColour = () => roster.evaluate(() =>
+    getComputedStyle(document.querySelector('tr[data-id="rocket.cat"] .dot')).backgroundColor);
+  assert.equal(await dotColour(), 'rgb(241, 196, 15)');
   // Updates without reload: the churn changes someone every second.
   const churned = await eventually('a churned simulated user on the roster', () =>
     roster.evaluate(() => window.changes.some((c) => c.id.startsWith('sim'))), 10_000);
@@ -281,12 +285,22 @@ try {
     return c.busy > 0 && c.offline > 0 && c;
   }, 30_000);
   assert.ok(counts.online + counts.away + counts.busy >= 2, JSON.stringify(counts));
-  const offlineRow = roster.locator('tbody tr[data-status="offline"]').first();
-  assert.equal(await offlineRow.locator('.dot').evaluate((d) => getComputedStyle(d).backgroundColor), 'rgb(149, 165, 166)');
-  const busyRow = roster.locator('tbody tr[data-status="busy"]').first();
-  assert.equal(await busyRow.locator('.dot').evaluate((d) => getComputedStyle(d).backgroundColor), 'rgb(231, 76, 60)');
-  const onlineRow = roster.locator('tr[data-id="rocketchat.internal.admin.test"]');
-  assert.equal(await onlineRow.locator('.dot').evaluate((d) => getComputedStyle(d).backgroundColor), 'rgb(46, 204, 113)');
+  // Each dot found and read in one step in the page, as above; the churn may take
+  // the only busy or offline row away between two steps, so asked again until one
+  // of each is there.
+  const colours = await eventually('an offline, a busy and an online row at once', () => roster.evaluate(() => {
+    const colour = (row) => {
+      const dot = document.querySelector(`${row} .dot`);
+      return dot && getComputedStyle(dot).backgroundColor;
+    };
+    const seen = {
+      offline: colour('tbody tr[data-status="offline"]'),
+      busy: colour('tbody tr[data-status="busy"]'),
+      online: colour('tr[data-id="rocketchat.internal.admin.test"]'),
+    };
+    return seen.offline && seen.busy && seen.online && seen;
+  }), 30_000);
+  assert.deepEqual(colours, { offline: 'rgb(149, 165, 166)', busy: 'rgb(231, 76, 60)', online: 'rgb(46, 204, 113)' });
   // Read both in one turn of the page, so no poll lands in between.
   const [shown, rows] = await roster.evaluate(() => [
     ['online', 'away', 'busy', 'offline'].map((s) => Number(document.getElementById('count-' + s).textContent)),
