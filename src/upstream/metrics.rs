@@ -36,7 +36,7 @@ impl UpstreamMetrics {
             )?,
             events_applied: IntCounter::new(
                 "presenced_upstream_events_applied_total",
-                "user-status events from the chat server written to the store.",
+                "user-status events from the chat server taken in (one whose profile or write was refused is also counted as bad input).",
             )?,
             event_lag: Gauge::new(
                 "presenced_upstream_event_lag_seconds",
