@@ -137,25 +137,23 @@ impl<'a> Plan<'a> {
             return Ok(Plan::Disabled);
         }
         let store = &state.store;
-        Ok(
-            match params.branch(state.max_ids, |id| store.hash_id(id))? {
-                Branch::Since { cursor, ids } => Plan::Since { cursor, ids },
-                Branch::Ids(ids) => Plan::Ids(ids),
-                Branch::From(from_ms) => {
-                    let window_ms =
-                        i64::try_from(state.delta_window.as_millis()).unwrap_or(i64::MAX);
-                    if now_ms().saturating_sub(from_ms) < window_ms {
-                        Plan::From {
-                            from_ms,
-                            caller: caller.clone(),
-                        }
-                    } else {
-                        Plan::Full
+        let branch = params.branch(state.max_ids, |id| store.hash_id(id))?;
+        Ok(match branch {
+            Branch::Since { cursor, ids } => Plan::Since { cursor, ids },
+            Branch::Ids(ids) => Plan::Ids(ids),
+            Branch::From(from_ms) => {
+                let window_ms = i64::try_from(state.delta_window.as_millis()).unwrap_or(i64::MAX);
+                if now_ms().saturating_sub(from_ms) < window_ms {
+                    Plan::From {
+                        from_ms,
+                        caller: caller.clone(),
                     }
+                } else {
+                    Plan::Full
                 }
-                Branch::Full => Plan::Full,
-            },
-        )
+            }
+            Branch::Full => Plan::Full,
+        })
     }
 
     /// A hash of this plan at log position `cursor`: the answer's identity.

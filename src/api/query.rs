@@ -23,7 +23,7 @@ pub struct PresenceParams<'a> {
     pub ids: Option<Vec<Cow<'a, str>>>,
     /// True if each of `ids` is a comma-separated list (a query string's).
     #[serde(skip)]
-    pub ids_joined: bool,
+    ids_joined: bool,
     #[serde(default, borrow)]
     pub since: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -142,7 +142,8 @@ fn is_ids_key(key: &str) -> bool {
             .is_some_and(|index| index.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Ids up to this many are told apart in a table on the stack.
+/// Places of the table on the stack: enough for lists of up to 256 ids (the
+/// table is at most half full); longer lists get one on the heap.
 const ON_STACK: usize = 512;
 
 /// The distinct ids taken so far, in the order first taken, each with its hash,

@@ -335,20 +335,11 @@ impl Shared {
         &self.users[shard_of(hash)]
     }
 
-    /// Reads the user `id` (whose hash is `hash`), if it exists.
-    fn with_hashed_user<T>(
-        &self,
-        id: &str,
-        hash: u64,
-        f: impl FnOnce(&UserRecord) -> T,
-    ) -> Option<T> {
-        let shard = self.users_of(hash).read();
-        shard.find(hash, id).and_then(|slot| shard.get(slot)).map(f)
-    }
-
     /// Reads the user `id`, if it exists.
     fn with_user<T>(&self, id: &str, f: impl FnOnce(&UserRecord) -> T) -> Option<T> {
-        self.with_hashed_user(id, self.hash(id), f)
+        let hash = self.hash(id);
+        let shard = self.users_of(hash).read();
+        shard.find(hash, id).and_then(|slot| shard.get(slot)).map(f)
     }
 
     /// Counts a user about to be created, or refuses if `max_users` are held.
